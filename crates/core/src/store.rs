@@ -1,0 +1,265 @@
+//! The one seam between the domain and a database.
+//!
+//! Each backend (SQLite, PostgreSQL) implements [`Store`] with its own SQL and its own
+//! migrations. The trait is deliberately small: one method per thing a request or a
+//! command does, so every request is one store call and, for writes, one transaction.
+
+use async_trait::async_trait;
+
+use crate::batch::{Batch, Verdict};
+use crate::charge::{Charge, ChargeStatus, StatusGroup};
+use crate::clock::{Date, Timestamp};
+use crate::money::{Currency, Money};
+use crate::text::{ChargeNumber, CustomerId, OperatorCode, Username};
+use crate::token::TokenHash;
+
+/// What can go wrong in a store, sorted by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable, busy or timed out. Nothing was applied; retrying
+    /// later may succeed. Answered as `503 SERVICE_UNAVAILABLE`.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The write would break a uniqueness rule (an operator code or user name taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// Anything else: a bug or a damaged database. Answered as `500 INTERNAL_ERROR`.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub id: i64,
+    pub code: OperatorCode,
+    pub name: String,
+    pub local_currency: Currency,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOperator {
+    pub code: OperatorCode,
+    pub name: String,
+    pub local_currency: Currency,
+}
+
+#[derive(Clone)]
+pub struct NewUser {
+    pub operator_id: i64,
+    pub username: Username,
+    /// An Argon2id PHC string; never the password.
+    pub password_hash: String,
+}
+
+/// A user as login needs it.
+#[derive(Clone)]
+pub struct LoginUser {
+    pub user_id: i64,
+    pub operator_id: i64,
+    pub password_hash: String,
+    pub enabled: bool,
+}
+
+/// Brute-force protection: after `max_failures` consecutive failures for one
+/// organisation+username, that pair is refused for `lockout_seconds`.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginPolicy {
+    pub max_failures: u32,
+    pub lockout_seconds: i64,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        LoginPolicy {
+            max_failures: 10,
+            lockout_seconds: 15 * 60,
+        }
+    }
+}
+
+/// Whether a login attempt may check its password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptPermit {
+    Allowed,
+    LockedOut { until: Timestamp },
+}
+
+pub struct NewToken {
+    pub hash: TokenHash,
+    pub user_id: i64,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A stored token and whom it speaks for.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub user_id: i64,
+    pub operator_id: i64,
+    pub operator_code: OperatorCode,
+    pub expires_at: Timestamp,
+    pub revoked: bool,
+    pub user_enabled: bool,
+}
+
+/// One page of `charges/list`.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery {
+    pub operator_id: i64,
+    pub group: StatusGroup,
+    pub offset: u64,
+    pub limit: u32,
+}
+
+/// A charge to import. Optional fields left `None` take their defaults (a generated
+/// number, `received_on` = the import's time, status `PENDING`), and are ignored when a
+/// row is compared with an already stored charge of the same number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCharge {
+    pub operator_id: i64,
+    pub number: Option<ChargeNumber>,
+    pub customer: CustomerId,
+    pub netflix_customer: Option<String>,
+    pub amount: Money,
+    pub local_amount: Money,
+    pub paid_through_date: Date,
+    pub received_on: Option<Timestamp>,
+    pub status: Option<ChargeStatus>,
+}
+
+/// A stored charge's intake data: what an import row is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIntake {
+    pub operator_id: i64,
+    pub customer: CustomerId,
+    pub netflix_customer: Option<String>,
+    pub amount: Money,
+    pub local_amount: Money,
+    pub paid_through_date: Date,
+    pub received_on: Timestamp,
+    /// The status the charge was born with (decisions since then do not count).
+    pub initial_status: ChargeStatus,
+}
+
+impl NewCharge {
+    /// Whether importing this row again is a harmless repeat of the stored charge. The
+    /// names of the fields that differ otherwise.
+    pub fn differences(&self, stored: &StoredIntake) -> Vec<&'static str> {
+        let mut diff = Vec::new();
+        if self.operator_id != stored.operator_id {
+            diff.push("operator");
+        }
+        if self.customer != stored.customer {
+            diff.push("billing_system_customer_identifier");
+        }
+        if self.netflix_customer.is_some() && self.netflix_customer != stored.netflix_customer {
+            diff.push("netflix_customer_identifier");
+        }
+        if self.amount != stored.amount {
+            diff.push("amount");
+        }
+        if self.local_amount != stored.local_amount {
+            diff.push("local_currency_amount");
+        }
+        if self.paid_through_date != stored.paid_through_date {
+            diff.push("paid_through_date");
+        }
+        if self.received_on.is_some_and(|r| r != stored.received_on) {
+            diff.push("received_on");
+        }
+        if self.status.is_some_and(|s| s != stored.initial_status) {
+            diff.push("charge_status");
+        }
+        diff
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub added: u64,
+    pub skipped: u64,
+}
+
+/// A row of an import that clashes with a stored charge or an earlier row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportConflict {
+    /// Position of the row in the slice given to [`Store::import_charges`].
+    pub index: usize,
+    /// The column at fault.
+    pub column: &'static str,
+    pub problem: String,
+    /// The earlier row it clashes with, when the clash is within the import.
+    pub earlier: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Imported(ImportSummary),
+    /// Nothing was written.
+    Refused(Vec<ImportConflict>),
+}
+
+/// The persistence a chargegate server needs. Implementations must be safe to share
+/// between tasks and between server processes on one database.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Which backend this is (`sqlite`, `postgres`), for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations; a no-op on an up-to-date database.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Answers once the database answers a trivial query.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_operator(&self, new: &NewOperator) -> StoreResult<Operator>;
+    async fn operator_by_code(&self, code: &OperatorCode) -> StoreResult<Option<Operator>>;
+    /// Creates a user; `Conflict` when the name is taken within the operator.
+    async fn create_user(&self, new: &NewUser) -> StoreResult<i64>;
+    async fn login_user(
+        &self,
+        operator: &OperatorCode,
+        username: &Username,
+    ) -> StoreResult<Option<LoginUser>>;
+
+    /// Counts an attempt for the pair before its password is checked, so that parallel
+    /// guesses cannot slip past the limit; refuses it while the pair is locked out.
+    async fn begin_login_attempt(
+        &self,
+        organisation: &str,
+        username: &str,
+        now: Timestamp,
+        policy: LoginPolicy,
+    ) -> StoreResult<AttemptPermit>;
+    /// Settles an allowed attempt: success clears the count, failure may start a lockout.
+    async fn finish_login_attempt(
+        &self,
+        organisation: &str,
+        username: &str,
+        succeeded: bool,
+        now: Timestamp,
+        policy: LoginPolicy,
+    ) -> StoreResult<()>;
+
+    async fn insert_token(&self, token: &NewToken) -> StoreResult<()>;
+    async fn token(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
+    /// Revokes a token; `false` when no such token exists.
+    async fn revoke_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool>;
+
+    /// Judges and applies one batch call in one transaction: reads the named charges and
+    /// references, runs [`Batch::judge`], writes the applied items and their history
+    /// rows, commits. Either every applied item is stored or (on error) none is.
+    async fn apply_batch(&self, batch: &Batch) -> StoreResult<Vec<Verdict>>;
+
+    async fn list_charges(&self, query: &ListQuery) -> StoreResult<Vec<Charge>>;
+
+    /// Imports charges all-or-nothing. `progress` is told how many rows are done.
+    async fn import_charges(
+        &self,
+        charges: &[NewCharge],
+        now: Timestamp,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> StoreResult<ImportOutcome>;
+}

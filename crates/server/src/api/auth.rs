@@ -1,0 +1,160 @@
+//! `authentication/token` (login), `authentication/token/release`, and checking the token
+//! of every other call.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use chargegate_core::clock::Timestamp;
+use chargegate_core::store::{AttemptPermit, NewToken};
+use chargegate_core::text::{OperatorCode, Username};
+use chargegate_core::token::{TOKEN_BYTES, Token};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::envelope::{Empty, Envelope};
+use super::error::{ApiError, Code};
+use super::extract::{self, JsonObject};
+use crate::app::AppState;
+
+/// Whom an authenticated request speaks for.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: i64,
+    pub operator_id: i64,
+    pub operator_code: OperatorCode,
+}
+
+#[derive(Serialize)]
+pub struct TokenData {
+    token: String,
+}
+
+/// A mandatory string field of a body.
+pub fn required_string<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    match body.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(ApiError::invalid_parameter(
+            name,
+            format!("{name} is mandatory"),
+        )),
+        Some(_) => Err(ApiError::invalid_parameter(
+            name,
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        Code::InvalidCredentials,
+        "the username, password or organisation is not correct",
+    )
+}
+
+/// `POST authentication/token`.
+///
+/// Every refusal of credentials looks the same (no user enumeration), and takes the same
+/// time: a password check runs even for an unknown user. Attempts are counted per
+/// organisation+username in the database before the check, so parallel guesses and
+/// several servers share one limit.
+pub async fn login(
+    State(state): State<AppState>,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<TokenData>, ApiError> {
+    let username = required_string(&body, "username")?;
+    let password = required_string(&body, "password")?;
+    let organisation = required_string(&body, "organisation")?;
+    // `unit` is CRM.COM's business unit: accepted and ignored.
+    let now = Timestamp::now();
+    let policy = state.auth.login;
+
+    let names = OperatorCode::parse(organisation)
+        .ok()
+        .zip(Username::parse(username).ok());
+    let Some((operator, user)) = names else {
+        // No account can have such names; nothing to protect, so nothing to count.
+        state.passwords.verify(None, password.to_owned()).await;
+        return Err(invalid_credentials());
+    };
+
+    if let AttemptPermit::LockedOut { until } = state
+        .store
+        .begin_login_attempt(organisation, username, now, policy)
+        .await?
+    {
+        let wait = (until.unix() - now.unix()).max(1);
+        tracing::warn!(%operator, "login refused: too many consecutive failures");
+        return Err(ApiError {
+            retry_after: Some(u64::try_from(wait).unwrap_or(1)),
+            ..ApiError::new(
+                Code::TooManyRequests,
+                "too many failed logins for this user; try again later",
+            )
+        });
+    }
+
+    let found = state.store.login_user(&operator, &user).await?;
+    let hash = found.as_ref().map(|u| u.password_hash.clone());
+    let verified = state.passwords.verify(hash, password.to_owned()).await;
+    let accepted = verified && found.as_ref().is_some_and(|u| u.enabled);
+    state
+        .store
+        .finish_login_attempt(organisation, username, accepted, now, policy)
+        .await?;
+    let Some(user) = found.filter(|_| accepted) else {
+        tracing::info!(%operator, "login refused");
+        return Err(invalid_credentials());
+    };
+
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    let token = Token::from_random_bytes(bytes);
+    state
+        .store
+        .insert_token(&NewToken {
+            hash: token.hash(),
+            user_id: user.user_id,
+            issued_at: now,
+            expires_at: now.plus_seconds(state.auth.token_ttl_seconds),
+        })
+        .await?;
+    tracing::Span::current().record("operator", operator.as_str());
+    Ok(Envelope::ok(TokenData {
+        token: token.expose().to_owned(),
+    }))
+}
+
+/// `POST authentication/token/release`: revokes the token; later use is `INVALID_TOKEN`.
+pub async fn release(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<Empty>, ApiError> {
+    let token = extract::token(body.get("token"), &headers)?;
+    authenticate(&state, &token).await?;
+    state
+        .store
+        .revoke_token(&token.hash(), Timestamp::now())
+        .await?;
+    Ok(Envelope::ok(Empty {}))
+}
+
+/// Checks a token and names its caller; records the operator in the request's span.
+pub async fn authenticate(state: &AppState, token: &Token) -> Result<Caller, ApiError> {
+    let record = state
+        .store
+        .token(&token.hash())
+        .await?
+        .ok_or_else(ApiError::invalid_token)?;
+    if record.revoked || !record.user_enabled {
+        return Err(ApiError::invalid_token());
+    }
+    if record.expires_at <= Timestamp::now() {
+        return Err(ApiError::expired_token());
+    }
+    tracing::Span::current().record("operator", record.operator_code.as_str());
+    Ok(Caller {
+        user_id: record.user_id,
+        operator_id: record.operator_id,
+        operator_code: record.operator_code,
+    })
+}

@@ -1,0 +1,405 @@
+//! `netflix/charges/{accept,decline,acknowledge}` (one batch mechanism for the three) and
+//! `netflix/charges/list`.
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chargegate_core::batch::{
+    Batch, ItemError, ItemErrorCode, ItemInput, ItemRequest, MAX_ITEMS, Method, Verdict,
+};
+use chargegate_core::charge::{Charge, ChargeField, StatusGroup};
+use chargegate_core::clock::Timestamp;
+use chargegate_core::store::ListQuery;
+use chargegate_core::text::{ChargeNumber, CustomerId, ReferenceNumber, TextError};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::Value;
+
+use super::auth::authenticate;
+use super::context::RequestId;
+use super::envelope::{Empty, Envelope, JsonAmount};
+use super::error::{ApiError, Code};
+use super::extract::{self, JsonObject};
+use crate::app::AppState;
+
+pub async fn accept(
+    state: State<AppState>,
+    id: Extension<RequestId>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    batch(Method::Accept, state, id, headers, body).await
+}
+
+pub async fn decline(
+    state: State<AppState>,
+    id: Extension<RequestId>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    batch(Method::Decline, state, id, headers, body).await
+}
+
+pub async fn acknowledge(
+    state: State<AppState>,
+    id: Extension<RequestId>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    batch(Method::Acknowledge, state, id, headers, body).await
+}
+
+/// One failed item of `failed_charges_set`.
+#[derive(Debug, Serialize)]
+struct FailedItem<'a> {
+    number: Option<&'a str>,
+    reference_number: Option<&'a str>,
+    error_code: &'static str,
+    error_description: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedSet<'a> {
+    failed_charges_set: Vec<FailedItem<'a>>,
+}
+
+/// The shared batch mechanism: request-level checks, then one store call that judges and
+/// applies every item in one transaction.
+async fn batch(
+    method: Method,
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let token = extract::token(body.get("token"), &headers)?;
+    let caller = authenticate(&state, &token).await?;
+    let items = parse_items(method, body.get(method.set_name()))?;
+    let batch = Batch {
+        method,
+        operator_id: caller.operator_id,
+        user_id: caller.user_id,
+        request_id,
+        at: Timestamp::now(),
+        items,
+    };
+    let verdicts = state.store.apply_batch(&batch).await?;
+
+    let failed: Vec<FailedItem<'_>> = batch
+        .items
+        .iter()
+        .zip(&verdicts)
+        .filter_map(|(item, verdict)| match verdict {
+            Verdict::Failed(e) => Some(FailedItem {
+                number: item.number.as_deref(),
+                reference_number: item.reference_number.as_deref(),
+                error_code: e.code.as_str(),
+                error_description: &e.description,
+            }),
+            _ => None,
+        })
+        .collect();
+    tracing::info!(
+        method = method.as_str(),
+        items = verdicts.len(),
+        failed = failed.len(),
+        "batch applied"
+    );
+    Ok(if failed.is_empty() {
+        Envelope::ok(Empty {}).into_response()
+    } else {
+        Envelope::ok(FailedSet {
+            failed_charges_set: failed,
+        })
+        .into_response()
+    })
+}
+
+/// The request-level checks of the item set, then rule 1 on each item.
+pub fn parse_items(method: Method, set: Option<&Value>) -> Result<Vec<ItemInput>, ApiError> {
+    let name = method.set_name();
+    let items = match set {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) => {
+            return Err(ApiError::invalid_parameter(
+                name,
+                format!("{name} must hold at least one charge"),
+            ));
+        }
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid_parameter(
+                name,
+                format!("{name} is mandatory"),
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                name,
+                format!("{name} must be an array of charges"),
+            ));
+        }
+    };
+    if items.len() > MAX_ITEMS {
+        return Err(ApiError::new(
+            Code::LimitExceeded,
+            format!(
+                "at most {MAX_ITEMS} charges per call, {} were sent; nothing was applied",
+                items.len()
+            ),
+        )
+        .with_description(name));
+    }
+    Ok(items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| parse_item(name, index, item))
+        .collect())
+}
+
+/// Rule 1: a well-formed item is an object with a `number` (1–64 characters), a
+/// `billing_system_customer_identifier` (1–128) and optionally a `reference_number`
+/// (1–128, or `null`). The first bad field, in that order, is reported.
+fn parse_item(set: &str, index: usize, item: &Value) -> ItemInput {
+    let invalid = |text: String| ItemError::new(ItemErrorCode::InvalidParameter, text);
+    let Some(fields) = item.as_object() else {
+        return ItemInput {
+            number: None,
+            reference_number: None,
+            parsed: Err(invalid(format!(
+                "{set}[{index}]: each charge must be a JSON object"
+            ))),
+        };
+    };
+    let path = |field: &str| format!("{set}[{index}].{field}");
+    let text_problem = |field: &str, e: TextError| invalid(format!("{}: {e}", path(field)));
+    let required = |field: &str| match fields.get(field) {
+        Some(Value::String(s)) => Ok(s.as_str()),
+        None | Some(Value::Null) => Err(invalid(format!("{}: is mandatory", path(field)))),
+        Some(_) => Err(invalid(format!("{}: must be a string", path(field)))),
+    };
+
+    let parsed = (|| {
+        let number =
+            ChargeNumber::parse(required("number")?).map_err(|e| text_problem("number", e))?;
+        let customer = CustomerId::parse(required("billing_system_customer_identifier")?)
+            .map_err(|e| text_problem("billing_system_customer_identifier", e))?;
+        let reference = match fields.get("reference_number") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                ReferenceNumber::parse(s.as_str())
+                    .map_err(|e| text_problem("reference_number", e))?,
+            ),
+            Some(_) => {
+                return Err(invalid(format!(
+                    "{}: must be a string or null",
+                    path("reference_number")
+                )));
+            }
+        };
+        Ok(ItemRequest {
+            number,
+            customer,
+            reference,
+        })
+    })();
+
+    ItemInput {
+        number: fields
+            .get("number")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        reference_number: fields
+            .get("reference_number")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        parsed,
+    }
+}
+
+// ---- list -------------------------------------------------------------------------------
+
+/// Most charges one page of `charges/list` returns.
+pub const MAX_PAGE: u32 = 50;
+
+#[derive(Debug, Serialize)]
+struct ChargesSet {
+    charges_set: Vec<ChargeView>,
+}
+
+/// A charge with the fields the caller asked for, in the contract's order.
+#[derive(Debug)]
+struct ChargeView {
+    charge: Charge,
+    fields: Vec<ChargeField>,
+}
+
+impl Serialize for ChargeView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = &self.charge;
+        let stamp = |t: Option<Timestamp>| t.map(|t| t.to_string());
+        let mut map = s.serialize_map(Some(self.fields.len()))?;
+        for field in &self.fields {
+            let key = field.name();
+            match field {
+                ChargeField::Number => map.serialize_entry(key, c.number.as_str())?,
+                ChargeField::BillingSystemCustomerIdentifier => {
+                    map.serialize_entry(key, c.customer.as_str())?
+                }
+                ChargeField::Amount => map.serialize_entry(key, &JsonAmount(c.amount))?,
+                ChargeField::Currency => map.serialize_entry(key, c.amount.currency().code())?,
+                ChargeField::LocalCurrencyAmount => {
+                    map.serialize_entry(key, &JsonAmount(c.local_amount))?
+                }
+                ChargeField::LocalCurrency => {
+                    map.serialize_entry(key, c.local_amount.currency().code())?
+                }
+                ChargeField::PaidThroughDate => {
+                    map.serialize_entry(key, &c.paid_through_date.to_string())?
+                }
+                ChargeField::ChargeStatus => map.serialize_entry(key, c.status.as_str())?,
+                ChargeField::ReceivedOn => map.serialize_entry(key, &c.received_on.to_string())?,
+                ChargeField::SetAsApprovedOn => {
+                    map.serialize_entry(key, &stamp(c.set_as_approved_on))?
+                }
+                ChargeField::SetAsDeclinedOn => {
+                    map.serialize_entry(key, &stamp(c.set_as_declined_on))?
+                }
+                ChargeField::SetAsBadRequestOn => {
+                    map.serialize_entry(key, &stamp(c.set_as_bad_request_on))?
+                }
+                ChargeField::SetAsRejectedRequestOn => {
+                    map.serialize_entry(key, &stamp(c.set_as_rejected_on))?
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// The parameters of `charges/list`, checked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ListParams {
+    pub limit: u32,
+    pub group: StatusGroup,
+    pub offset: u64,
+    pub fields: Vec<ChargeField>,
+}
+
+/// Checks the query of `charges/list`; each bad or missing parameter is named.
+pub fn parse_list_params(query: &[(String, String)]) -> Result<ListParams, ApiError> {
+    let get = |name: &str| -> Result<Option<&str>, ApiError> {
+        let mut values = query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::invalid_parameter(
+                name,
+                format!("{name} is given more than once"),
+            ));
+        }
+        Ok(first)
+    };
+    let mandatory = |name: &str| -> Result<&str, ApiError> {
+        get(name)?.ok_or_else(|| ApiError::invalid_parameter(name, format!("{name} is mandatory")))
+    };
+
+    let limit = mandatory("number_of_results")?;
+    let limit = limit
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "number_of_results",
+                format!("number_of_results must be an integer from 1 to {MAX_PAGE}, not '{limit}'"),
+            )
+        })?;
+    let group = mandatory("charge_status")?;
+    let group = StatusGroup::parse(group).ok_or_else(|| {
+        ApiError::invalid_parameter(
+            "charge_status",
+            format!("charge_status must be NOT_PROCESSED or PROCESSED, not '{group}'"),
+        )
+    })?;
+    let offset = mandatory("offset")?;
+    let offset = offset
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= i64::MAX as u64)
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "offset",
+                format!("offset must be an integer of at least 0, not '{offset}'"),
+            )
+        })?;
+    // An empty fields_set (a client template with nothing filled in) means all fields.
+    let fields = match get("fields_set")?.map(str::trim).filter(|s| !s.is_empty()) {
+        None => ChargeField::ALL.to_vec(),
+        Some(list) => {
+            let mut wanted = Vec::new();
+            for name in list.split(',').map(str::trim) {
+                let field = ChargeField::parse(name).ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        "fields_set",
+                        format!("fields_set names an unknown charge field '{name}'"),
+                    )
+                })?;
+                wanted.push(field);
+            }
+            // Keys come out once each, in the contract's order.
+            ChargeField::ALL
+                .into_iter()
+                .filter(|f| wanted.contains(f))
+                .collect()
+        }
+    };
+    Ok(ListParams {
+        limit,
+        group,
+        offset,
+        fields,
+    })
+}
+
+/// `GET netflix/charges/list`.
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Envelope<impl Serialize>, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
+    })?;
+    let token = query
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| Value::String(v.clone()));
+    let token = extract::token(token.as_ref(), &headers)?;
+    let caller = authenticate(&state, &token).await?;
+    let params = parse_list_params(&query)?;
+    let charges = state
+        .store
+        .list_charges(&ListQuery {
+            operator_id: caller.operator_id,
+            group: params.group,
+            offset: params.offset,
+            limit: params.limit,
+        })
+        .await?;
+    Ok(Envelope::ok(ChargesSet {
+        charges_set: charges
+            .into_iter()
+            .map(|charge| ChargeView {
+                charge,
+                fields: params.fields.clone(),
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests;

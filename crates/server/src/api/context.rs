@@ -1,0 +1,73 @@
+//! Per-request context: the request id, the span every log line of the request is written
+//! in, and the one summary line per request.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request's id, as handlers see it (they write it into history rows).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Accepts a client's id when it is reasonable to echo and log (1–128 visible ASCII
+/// characters); otherwise the server makes one.
+fn client_request_id(req: &Request) -> Option<String> {
+    let value = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let ok = !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| value.to_owned())
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Not a secret: uniqueness is what matters, and time gives enough of it here.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn track(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = client_request_id(&req).unwrap_or_else(new_request_id);
+    // The route template, never the raw path: bounded cardinality, no secrets.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        operator = tracing::field::Empty,
+    );
+    req.extensions_mut().insert(RequestId(id.clone()));
+
+    let mut response = next.run(req).instrument(span.clone()).await;
+
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let status = response.status().as_u16();
+    let latency = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "request finished"
+        );
+    });
+    response
+}

@@ -1,0 +1,96 @@
+//! CRM.COM's response envelope: `{"data": …, "status": {"code", "description", "message"}}`.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use chargegate_core::Money;
+use serde::Serialize;
+use serde::ser::Error as _;
+use serde_json::value::RawValue;
+
+use super::error::Code;
+
+/// Every response body, errors included.
+#[derive(Debug, Serialize)]
+pub struct Envelope<T> {
+    pub data: T,
+    pub status: Status,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub code: &'static str,
+    pub description: String,
+    pub message: String,
+}
+
+/// `{}`: the `data` of a success with nothing to say, and of every error.
+#[derive(Debug, Serialize)]
+pub struct Empty {}
+
+impl<T: Serialize> Envelope<T> {
+    pub fn ok(data: T) -> Self {
+        Self::new(data, Code::Ok, String::new(), String::new())
+    }
+
+    pub fn new(data: T, code: Code, description: String, message: String) -> Self {
+        Envelope {
+            data,
+            status: Status {
+                code: code.as_str(),
+                description,
+                message,
+            },
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Envelope<T> {
+    fn into_response(self) -> Response {
+        Json(self).into_response()
+    }
+}
+
+/// Money as an exact JSON number: the decimal text goes into the document verbatim, so
+/// `9.99` is written `9.99`, never through a binary float.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonAmount(pub Money);
+
+impl Serialize for JsonAmount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RawValue::from_string(self.0.to_decimal_string())
+            .map_err(S::Error::custom)?
+            .serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chargegate_core::Currency;
+
+    #[test]
+    fn the_empty_success_is_byte_for_byte_the_seed_example() {
+        let body = serde_json::to_string(&Envelope::ok(Empty {})).expect("serialises");
+        assert_eq!(
+            body,
+            r#"{"data":{},"status":{"code":"OK","description":"","message":""}}"#
+        );
+    }
+
+    #[test]
+    fn amounts_are_written_as_exact_json_numbers() {
+        let eur = Currency::parse("EUR").expect("EUR");
+        for (text, json) in [
+            ("9.99", "9.99"),
+            ("12.50", "12.5"),
+            ("0.1", "0.1"),
+            ("10", "10"),
+        ] {
+            let m = Money::parse(text, eur).expect("amount");
+            assert_eq!(
+                serde_json::to_string(&JsonAmount(m)).expect("serialises"),
+                json
+            );
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The one error type of the HTTP boundary. It knows its HTTP status and `status.code`;
+//! handlers return it with `?`, and it renders itself in the CRM.COM envelope.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chargegate_core::StoreError;
+
+use super::envelope::{Empty, Envelope};
+
+/// The request-level `status.code`s of the contract (§6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    Ok,
+    MalformedRequest,
+    InvalidParameter,
+    LimitExceeded,
+    InvalidCredentials,
+    InvalidToken,
+    ExpiredToken,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    TooManyRequests,
+    InternalError,
+    ServiceUnavailable,
+}
+
+impl Code {
+    pub const ALL: [Code; 13] = [
+        Code::Ok,
+        Code::MalformedRequest,
+        Code::InvalidParameter,
+        Code::LimitExceeded,
+        Code::InvalidCredentials,
+        Code::InvalidToken,
+        Code::ExpiredToken,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::TooManyRequests,
+        Code::InternalError,
+        Code::ServiceUnavailable,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::MalformedRequest => "MALFORMED_REQUEST",
+            Code::InvalidParameter => "INVALID_PARAMETER",
+            Code::LimitExceeded => "LIMIT_EXCEEDED",
+            Code::InvalidCredentials => "INVALID_CREDENTIALS",
+            Code::InvalidToken => "INVALID_TOKEN",
+            Code::ExpiredToken => "EXPIRED_TOKEN",
+            Code::NotFound => "NOT_FOUND",
+            Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::TooManyRequests => "TOO_MANY_REQUESTS",
+            Code::InternalError => "INTERNAL_ERROR",
+            Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+        }
+    }
+
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Code::Ok => StatusCode::OK,
+            Code::MalformedRequest | Code::InvalidParameter | Code::LimitExceeded => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::InvalidCredentials | Code::InvalidToken | Code::ExpiredToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// A request-level failure: `data` is `{}`, `status` carries the code, a sentence safe to
+/// show a user (`message`) and the offending parameter path or `""` (`description`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    pub description: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            description: String::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(Code::MalformedRequest, message)
+    }
+
+    /// `INVALID_PARAMETER` naming the parameter path.
+    pub fn invalid_parameter(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidParameter, message).with_description(path)
+    }
+
+    pub fn invalid_token() -> Self {
+        Self::new(
+            Code::InvalidToken,
+            "the token is missing, malformed, unknown or released; log in again",
+        )
+        .with_description("token")
+    }
+
+    pub fn expired_token() -> Self {
+        Self::new(Code::ExpiredToken, "the token has expired; log in again")
+            .with_description("token")
+    }
+
+    /// A fault of the server. The cause is logged here, once, inside the request's span
+    /// (so with its request id); the client hears only that nothing was applied.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            Code::InternalError,
+            "an internal error occurred; nothing was applied",
+        )
+    }
+
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "database unavailable");
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(
+                Code::ServiceUnavailable,
+                "the database is unavailable or busy; nothing was applied, retry later",
+            )
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ApiError::unavailable(m),
+            // A uniqueness clash a request did not anticipate is a fault, not the client's.
+            StoreError::Conflict(m) | StoreError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.http_status();
+        let retry_after = self.retry_after;
+        let mut response = (
+            status,
+            Envelope::new(Empty {}, self.code, self.description, self.message),
+        )
+            .into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

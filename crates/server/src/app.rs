@@ -1,0 +1,47 @@
+//! The running server: shared state, the router, and serving with graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chargegate_core::Store;
+use chargegate_core::store::LoginPolicy;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::passwords::Passwords;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub passwords: Arc<Passwords>,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    /// Lifetime of a token from issue, in seconds, regardless of use.
+    pub token_ttl_seconds: i64,
+    pub login: LoginPolicy,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            token_ttl_seconds: 7200,
+            login: LoginPolicy::default(),
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops accepting and
+/// lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
