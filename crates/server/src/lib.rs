@@ -1,6 +1,14 @@
 //! chargegate: a self-hosted, CRM.COM-compatible server for the Netflix charges that
 //! pay-TV operators and telcos answer (accept, decline, acknowledge).
+//!
+//! The binary's entry point is [`cli::main`]; the library exists so that tests can run
+//! the real server in-process ([`app::serve`]).
 
 pub mod api;
 pub mod app;
+pub mod cli;
+pub mod config;
+pub mod csv_import;
+pub mod demo;
 pub mod passwords;
+pub mod telemetry;

@@ -1,0 +1,367 @@
+//! The `chargegate` command line (contract §7).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use chargegate_core::Store;
+use chargegate_core::money::Currency;
+use chargegate_core::store::{LoginPolicy, NewOperator, NewUser, StoreError};
+use chargegate_core::text::{OperatorCode, Username};
+use chargegate_store::{DatabaseUrl, StoreOptions};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::{self, AppState, AuthSettings};
+use crate::config::{FlagOverrides, LogFormat, Settings};
+use crate::passwords::{self, Passwords};
+use crate::{csv_import, demo, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chargegate",
+    version,
+    about = "A self-hosted, CRM.COM-compatible server for operators' Netflix charges",
+    propagate_version = true
+)]
+struct Cli {
+    /// Database URL: sqlite://PATH (default sqlite://chargegate.db) or postgres://…
+    /// [env: CHARGEGATE_DATABASE_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
+
+    /// TOML configuration file, under environment variables and flags.
+    #[arg(long, global = true, value_name = "PATH", env = "CHARGEGATE_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log line format. [env: CHARGEGATE_LOG_FORMAT]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (applies pending migrations first).
+    Serve {
+        /// Address to listen on. [env: CHARGEGATE_LISTEN, default 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Create, if absent, operator `pci`, user demo/demo and a few PENDING charges.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage operators.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage charges.
+    #[command(subcommand)]
+    Charges(ChargesCommand),
+    /// Show configuration help.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Create an operator.
+    Add {
+        /// Short code, sent by clients as `organisation` (letters, digits, - _ .).
+        code: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// ISO-4217 code of the operator's local currency, e.g. EUR.
+        #[arg(long, value_name = "CUR")]
+        local_currency: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read as one line from standard input.
+    Add {
+        username: String,
+        /// Code of the operator the user belongs to.
+        #[arg(long, value_name = "CODE")]
+        operator: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChargesCommand {
+    /// Load charges from a CSV file, all or nothing.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a commented example configuration file with every default.
+    Example,
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the cause chain joined by ": ".
+            eprintln!("chargegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Config(ConfigCommand::Example) = cli.command {
+        print!("{}", crate::config::example());
+        return Ok(());
+    }
+    let flags = FlagOverrides {
+        database_url: cli.database.clone(),
+        listen: match &cli.command {
+            Command::Serve { listen, .. } => listen.clone(),
+            _ => None,
+        },
+        metrics_listen: None,
+        log_format: cli.log_format,
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let settings = Settings::load(cli.config.as_deref(), &env, &flags).map_err(|e| anyhow!(e))?;
+    telemetry::init(settings.log_format, &settings.log).map_err(|e| anyhow!(e))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(dispatch(cli.command, settings))
+}
+
+async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { demo, .. } => serve(settings, demo).await,
+        Command::Migrate => {
+            open_store(&settings).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Operator(OperatorCommand::Add {
+            code,
+            name,
+            local_currency,
+        }) => operator_add(&settings, &code, &name, &local_currency).await,
+        Command::User(UserCommand::Add { username, operator }) => {
+            user_add(&settings, &username, &operator).await
+        }
+        Command::Charges(ChargesCommand::Import { file }) => charges_import(&settings, &file).await,
+        Command::Config(ConfigCommand::Example) => Ok(()),
+    }
+}
+
+/// Opens the configured database and applies pending migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let url = DatabaseUrl::parse(&settings.database_url)?;
+    let options = StoreOptions {
+        max_connections: settings.db_max_connections,
+        acquire_timeout: Duration::from_secs(settings.db_timeout),
+    };
+    let store = chargegate_store::open(&url, &options)
+        .await
+        .with_context(|| format!("cannot open database {url}"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot migrate database {url}"))?;
+    Ok(store)
+}
+
+/// State for a server over `store` with the given settings.
+pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<AppState> {
+    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Ok(AppState {
+        store,
+        passwords: Arc::new(Passwords::new(parallelism)?),
+        auth: AuthSettings {
+            token_ttl_seconds: settings.token_ttl,
+            login: LoginPolicy {
+                max_failures: settings.login_max_failures,
+                lockout_seconds: settings.login_lockout,
+            },
+        },
+    })
+}
+
+async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    if with_demo {
+        demo::seed(store.as_ref())
+            .await
+            .context("cannot create the demo data")?;
+    }
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener.local_addr().context("listener has no address")?;
+    tracing::info!(
+        %address,
+        database = %chargegate_store::redact(&settings.database_url),
+        backend = store.backend(),
+        "chargegate serving"
+    );
+    if with_demo {
+        eprintln!(
+            "chargegate: demo ready at http://{address}{}/ : organisation {}, user {}, password {}",
+            crate::api::BASE,
+            demo::OPERATOR,
+            demo::USERNAME,
+            demo::PASSWORD
+        );
+    }
+    let state = app_state(store, &settings)?;
+    app::serve(listener, state, shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("chargegate stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn operator_add(
+    settings: &Settings,
+    code: &str,
+    name: &str,
+    local_currency: &str,
+) -> anyhow::Result<()> {
+    let code = OperatorCode::parse(code).map_err(|e| anyhow!("operator code '{code}' {e}"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("--name must not be empty");
+    }
+    let local_currency = Currency::parse(local_currency)?;
+    let store = open_store(settings).await?;
+    let operator = store
+        .create_operator(&NewOperator {
+            code,
+            name: name.to_owned(),
+            local_currency,
+        })
+        .await
+        .map_err(conflict_as_message)?;
+    println!(
+        "created operator {} ({}, local currency {})",
+        operator.code, operator.name, operator.local_currency
+    );
+    Ok(())
+}
+
+async fn user_add(settings: &Settings, username: &str, operator: &str) -> anyhow::Result<()> {
+    let username = Username::parse(username).map_err(|e| anyhow!("username '{username}' {e}"))?;
+    let code =
+        OperatorCode::parse(operator).map_err(|e| anyhow!("operator code '{operator}' {e}"))?;
+    let password = read_password()?;
+    let store = open_store(settings).await?;
+    let operator = store
+        .operator_by_code(&code)
+        .await?
+        .ok_or_else(|| anyhow!("no operator '{code}' (create it with: chargegate operator add)"))?;
+    let password_hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
+        .await
+        .context("password hashing stopped")??;
+    store
+        .create_user(&NewUser {
+            operator_id: operator.id,
+            username: username.clone(),
+            password_hash,
+        })
+        .await
+        .map_err(conflict_as_message)?;
+    println!("created user {username} of operator {code}");
+    Ok(())
+}
+
+/// One line from standard input, without its line ending. On a terminal a prompt is
+/// shown first; the password is never taken from an argument, where `ps` would show it.
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+        std::io::stderr().flush().ok();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        bail!("the password (one line on standard input) must not be empty");
+    }
+    Ok(password.to_owned())
+}
+
+fn conflict_as_message(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Conflict(m) => anyhow!(m),
+        other => other.into(),
+    }
+}
+
+async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match csv_import::import(store.as_ref(), file).await {
+        Ok(summary) => {
+            println!(
+                "imported {} charge(s), skipped {} already present",
+                summary.added, summary.skipped
+            );
+            Ok(())
+        }
+        Err(csv_import::ImportError::Rejected(problems)) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            bail!(
+                "import of {} refused: {} problem(s); nothing was imported",
+                file.display(),
+                problems.len()
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}

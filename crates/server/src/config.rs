@@ -1,0 +1,275 @@
+//! Settings: built-in defaults, then an optional TOML file (`--config` /
+//! `CHARGEGATE_CONFIG`), then `CHARGEGATE_*` environment variables, then command-line
+//! flags; each layer overrides the one before. An unknown key in the file or an unknown
+//! `CHARGEGATE_*` variable is an error naming it, not silently ignored: a typo in a
+//! setting should not quietly fall back to a default.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use std::collections::BTreeMap;
+
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Every setting, with its default. Keys match the environment variables without their
+/// `CHARGEGATE_` prefix, in lower case.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    pub database_url: String,
+    /// Address the API listens on.
+    pub listen: String,
+    /// Address of the separate Prometheus listener; empty = off.
+    pub metrics_listen: String,
+    /// Token lifetime from issue, in seconds.
+    pub token_ttl: i64,
+    /// Consecutive failed logins of one organisation+username before it is locked out.
+    pub login_max_failures: u32,
+    /// How long a lockout lasts, in seconds.
+    pub login_lockout: i64,
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// Log filter: `info`, `warn`, `chargegate=debug,sqlx=warn`, ….
+    pub log: String,
+    /// Database connections per pool (PostgreSQL) or reader connections (SQLite).
+    pub db_max_connections: u32,
+    /// Seconds to wait for a connection, a lock, or (PostgreSQL) a statement before
+    /// answering 503 SERVICE_UNAVAILABLE.
+    pub db_timeout: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: "sqlite://chargegate.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            metrics_listen: String::new(),
+            token_ttl: 7200,
+            login_max_failures: 10,
+            login_lockout: 900,
+            log_format: LogFormat::Pretty,
+            log: "info".into(),
+            db_max_connections: 8,
+            db_timeout: 5,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field(
+                "database_url",
+                &chargegate_store::redact(&self.database_url),
+            )
+            .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("token_ttl", &self.token_ttl)
+            .field("login_max_failures", &self.login_max_failures)
+            .field("login_lockout", &self.login_lockout)
+            .field("log_format", &self.log_format)
+            .field("log", &self.log)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_timeout", &self.db_timeout)
+            .finish()
+    }
+}
+
+/// Values given as command-line flags; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Environment variables with the prefix that are not settings.
+const NOT_SETTINGS: &[&str] = &["CONFIG"];
+
+impl Settings {
+    /// Layers the sources. `env` is the process environment (a parameter so tests can
+    /// supply their own).
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &FlagOverrides,
+    ) -> Result<Settings, String> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Variables for the test harness (CHARGEGATE_TEST_*) are not the server's.
+        let vars = EnvVars(
+            env.iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("CHARGEGATE_")?, v)))
+                .filter(|(k, _)| !NOT_SETTINGS.contains(k) && !k.starts_with("TEST_"))
+                .map(|(k, v)| (k.to_ascii_lowercase(), env_value(v)))
+                .collect(),
+        );
+        figment = figment.merge(Serialized::defaults(vars));
+        figment = figment.merge(Serialized::defaults(flags));
+        let settings: Settings = figment.extract().map_err(|e| explain(&e))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        chargegate_store::DatabaseUrl::parse(&self.database_url).map_err(|e| e.to_string())?;
+        self.listen.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "listen '{}' is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })?;
+        if !self.metrics_listen.is_empty() {
+            self.metrics_listen.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "metrics_listen '{}' is not an address like 127.0.0.1:9090",
+                    self.metrics_listen
+                )
+            })?;
+        }
+        if self.token_ttl < 1 {
+            return Err(format!(
+                "token_ttl must be at least 1 second, not {}",
+                self.token_ttl
+            ));
+        }
+        if self.login_max_failures < 1 {
+            return Err("login_max_failures must be at least 1".into());
+        }
+        if self.login_lockout < 1 {
+            return Err("login_lockout must be at least 1 second".into());
+        }
+        if self.db_max_connections < 1 {
+            return Err("db_max_connections must be at least 1".into());
+        }
+        if self.db_timeout < 1 {
+            return Err("db_timeout must be at least 1 second".into());
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| format!("log filter '{}' is not valid: {e}", self.log))?;
+        Ok(())
+    }
+}
+
+/// Environment values are text; numbers are passed as numbers so integer settings
+/// accept `CHARGEGATE_TOKEN_TTL=3600`.
+fn env_value(value: &str) -> figment::value::Value {
+    match value.parse::<i64>() {
+        Ok(n) => figment::value::Value::from(n),
+        Err(_) => figment::value::Value::from(value.to_owned()),
+    }
+}
+
+/// `CHARGEGATE_*` variables as settings (a type of its own so errors can name the source).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct EnvVars(BTreeMap<String, figment::value::Value>);
+
+/// Each problem as "where: key: what", e.g.
+/// `environment variable CHARGEGATE_TOKEN_TTL: token_ttl: invalid type: …`.
+fn explain(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|e| {
+            let key = match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => field.clone(),
+                _ => e.path.join("."),
+            };
+            let origin = e.metadata.as_ref().map_or("", |m| m.name.as_ref());
+            let whence = if origin.ends_with("EnvVars") {
+                format!(
+                    "environment variable CHARGEGATE_{}",
+                    key.to_ascii_uppercase()
+                )
+            } else if origin.ends_with("FlagOverrides") {
+                "command-line flag".to_owned()
+            } else if let Some(src) = e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                format!("config file {src}")
+            } else {
+                "settings".to_owned()
+            };
+            format!("{whence}: {key}: {}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A commented example of every setting with its default, for `chargegate config example`.
+pub fn example() -> String {
+    let d = Settings::default();
+    format!(
+        r#"# chargegate configuration (TOML). Pass it with --config PATH or CHARGEGATE_CONFIG.
+# Every key is optional; shown here with its default. Environment variables
+# CHARGEGATE_<KEY> (upper case) override this file, and command-line flags override both.
+
+# Database: sqlite://PATH (created if missing) or postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
+# Flag: --database. Env: CHARGEGATE_DATABASE_URL.
+database_url = "{database_url}"
+
+# Address the API listens on. Flag: serve --listen. Env: CHARGEGATE_LISTEN.
+listen = "{listen}"
+
+# Address of a separate Prometheus listener serving GET /metrics; empty = off.
+# Flag: serve --metrics-listen. Env: CHARGEGATE_METRICS_LISTEN.
+metrics_listen = "{metrics_listen}"
+
+# Token lifetime from issue, in seconds, regardless of use. Env: CHARGEGATE_TOKEN_TTL.
+token_ttl = {token_ttl}
+
+# Login lockout: after this many consecutive failures for one organisation+username,
+# that pair is refused (429) for login_lockout seconds, even with the right password.
+login_max_failures = {login_max_failures}
+login_lockout = {login_lockout}
+
+# Log lines: "pretty" or "json". Flag: --log-format. Env: CHARGEGATE_LOG_FORMAT.
+log_format = "pretty"
+
+# Log filter, e.g. "info", "warn", "chargegate=debug,sqlx=warn". Env: CHARGEGATE_LOG.
+log = "{log}"
+
+# Database connections per pool (PostgreSQL) or reader connections (SQLite, which has
+# one writer). Env: CHARGEGATE_DB_MAX_CONNECTIONS.
+db_max_connections = {db_max_connections}
+
+# Seconds to wait for a connection, a lock, or (PostgreSQL) a statement before answering
+# 503 SERVICE_UNAVAILABLE. Env: CHARGEGATE_DB_TIMEOUT.
+db_timeout = {db_timeout}
+"#,
+        database_url = d.database_url,
+        listen = d.listen,
+        metrics_listen = d.metrics_listen,
+        token_ttl = d.token_ttl,
+        login_max_failures = d.login_max_failures,
+        login_lockout = d.login_lockout,
+        log = d.log,
+        db_max_connections = d.db_max_connections,
+        db_timeout = d.db_timeout,
+    )
+}
+
+#[cfg(test)]
+mod tests;

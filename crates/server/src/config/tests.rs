@@ -1,0 +1,116 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    std::fs::write(f.path(), text).expect("write");
+    f
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let s = Settings::load(None, &[], &FlagOverrides::default()).expect("defaults");
+    assert_eq!(s.database_url, "sqlite://chargegate.db");
+    assert_eq!(s.listen, "127.0.0.1:8080");
+    assert_eq!(s.token_ttl, 7200);
+    assert_eq!((s.login_max_failures, s.login_lockout), (10, 900));
+    assert_eq!(s.metrics_listen, "");
+}
+
+#[test]
+fn file_then_environment_then_flags_each_override_the_one_before() {
+    let f = file("listen = \"127.0.0.1:1111\"\ntoken_ttl = 60\nlog = \"warn\"\n");
+    let vars = env(&[
+        ("CHARGEGATE_LISTEN", "127.0.0.1:2222"),
+        ("CHARGEGATE_TOKEN_TTL", "120"),
+    ]);
+    let s = Settings::load(Some(f.path()), &vars, &FlagOverrides::default()).expect("layers");
+    assert_eq!(
+        (s.listen.as_str(), s.token_ttl, s.log.as_str()),
+        ("127.0.0.1:2222", 120, "warn")
+    );
+
+    let flags = FlagOverrides {
+        listen: Some("127.0.0.1:3333".into()),
+        ..FlagOverrides::default()
+    };
+    let s = Settings::load(Some(f.path()), &vars, &flags).expect("layers");
+    assert_eq!(s.listen, "127.0.0.1:3333");
+}
+
+#[test]
+fn unknown_keys_and_variables_are_reported_by_name() {
+    let f = file("listen_addr = \"127.0.0.1:1\"\n");
+    let err =
+        Settings::load(Some(f.path()), &[], &FlagOverrides::default()).expect_err("unknown key");
+    assert!(err.contains("listen_addr"), "{err}");
+    assert!(err.contains(&f.path().display().to_string()), "{err}");
+
+    let err = Settings::load(
+        None,
+        &env(&[("CHARGEGATE_TOKEN_TLL", "5")]),
+        &FlagOverrides::default(),
+    )
+    .expect_err("unknown variable");
+    assert!(err.contains("CHARGEGATE_TOKEN_TLL"), "{err}");
+}
+
+#[test]
+fn the_config_variable_and_test_variables_are_not_settings() {
+    let vars = env(&[
+        ("CHARGEGATE_CONFIG", "/nowhere.toml"),
+        ("CHARGEGATE_TEST_POSTGRES_URL", "postgres://x@y/z"),
+        ("OTHER_THING", "1"),
+    ]);
+    assert!(Settings::load(None, &vars, &FlagOverrides::default()).is_ok());
+}
+
+#[test]
+fn bad_values_are_refused_with_the_setting_named() {
+    for (var, value, named) in [
+        ("CHARGEGATE_TOKEN_TTL", "soon", "CHARGEGATE_TOKEN_TTL"),
+        ("CHARGEGATE_TOKEN_TTL", "0", "token_ttl"),
+        ("CHARGEGATE_LISTEN", "localhost", "listen"),
+        ("CHARGEGATE_DATABASE_URL", "mysql://x/y", "mysql://x/y"),
+        ("CHARGEGATE_LOG_FORMAT", "xml", "log_format"),
+    ] {
+        let err = Settings::load(None, &env(&[(var, value)]), &FlagOverrides::default())
+            .expect_err("refused");
+        assert!(err.contains(named), "{var}={value}: {err}");
+    }
+    let missing = Settings::load(
+        Some(Path::new("/no/such/file.toml")),
+        &[],
+        &FlagOverrides::default(),
+    );
+    assert!(
+        missing
+            .expect_err("missing file")
+            .contains("/no/such/file.toml")
+    );
+}
+
+#[test]
+fn the_example_parses_back_to_the_defaults() {
+    let f = file(&example());
+    let s = Settings::load(Some(f.path()), &[], &FlagOverrides::default()).expect("example parses");
+    assert_eq!(s, Settings::default());
+}
+
+#[test]
+fn debug_output_hides_the_database_password() {
+    let s = Settings {
+        database_url: "postgres://app:hunter2@db/charges".into(),
+        ..Settings::default()
+    };
+    assert!(!format!("{s:?}").contains("hunter2"));
+}

@@ -1,0 +1,148 @@
+//! `serve --demo`: a ready-to-try operator, so the seed document's example works at once.
+
+use chargegate_core::clock::{Date, Timestamp};
+use chargegate_core::money::{Currency, Money};
+use chargegate_core::store::{ImportOutcome, NewCharge, NewOperator, NewUser, Store, StoreError};
+use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, Username};
+
+pub const OPERATOR: &str = "pci";
+pub const USERNAME: &str = "demo";
+pub const PASSWORD: &str = "demo";
+
+/// (number, customer, amount, currency, local amount in EUR, paid through, received on)
+const CHARGES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+    (
+        "I00002706",
+        "pci155",
+        "11.99",
+        "EUR",
+        "11.99",
+        "2026-12-31",
+        "2026-11-20T06:00:00",
+    ),
+    (
+        "I00002707",
+        "pci156",
+        "15.99",
+        "EUR",
+        "15.99",
+        "2026-12-31",
+        "2026-11-20T06:00:01",
+    ),
+    (
+        "I00002708",
+        "pci157",
+        "7.99",
+        "EUR",
+        "7.99",
+        "2026-12-31",
+        "2026-11-20T06:00:02",
+    ),
+    (
+        "I00002709",
+        "pci158",
+        "17.99",
+        "USD",
+        "16.62",
+        "2026-12-31",
+        "2026-11-21T06:00:00",
+    ),
+    (
+        "I00002710",
+        "pci155",
+        "4.99",
+        "EUR",
+        "4.99",
+        "2026-12-31",
+        "2026-11-21T06:00:01",
+    ),
+    (
+        "I00002711",
+        "pci159",
+        "13.49",
+        "GBP",
+        "15.37",
+        "2026-12-31",
+        "2026-11-22T06:00:00",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("demo data is invalid: {0}")]
+    Data(String),
+    #[error("demo charges clash with stored ones: {0}")]
+    Clash(String),
+}
+
+fn data<E: std::fmt::Display>(e: E) -> DemoError {
+    DemoError::Data(e.to_string())
+}
+
+/// Creates, if absent, operator `pci` (EUR), user `demo`/`demo` and a handful of PENDING
+/// charges including `I00002706` for `pci155`. Running it again changes nothing.
+pub async fn seed(store: &dyn Store) -> Result<(), DemoError> {
+    let code = OperatorCode::parse(OPERATOR).map_err(data)?;
+    let eur = Currency::parse("EUR").map_err(data)?;
+    let operator = match store.operator_by_code(&code).await? {
+        Some(op) => op,
+        None => {
+            store
+                .create_operator(&NewOperator {
+                    code: code.clone(),
+                    name: "PCI demo operator".into(),
+                    local_currency: eur,
+                })
+                .await?
+        }
+    };
+    let username = Username::parse(USERNAME).map_err(data)?;
+    if store.login_user(&code, &username).await?.is_none() {
+        let password_hash = crate::passwords::hash(PASSWORD).map_err(data)?;
+        store
+            .create_user(&NewUser {
+                operator_id: operator.id,
+                username,
+                password_hash,
+            })
+            .await?;
+    }
+    let mut charges = Vec::new();
+    for &(number, customer, amount, currency, local, paid, received) in CHARGES {
+        let currency = Currency::parse(currency).map_err(data)?;
+        charges.push(NewCharge {
+            operator_id: operator.id,
+            number: Some(ChargeNumber::parse(number).map_err(data)?),
+            customer: CustomerId::parse(customer).map_err(data)?,
+            netflix_customer: None,
+            amount: Money::parse(amount, currency).map_err(data)?,
+            local_amount: Money::parse(local, operator.local_currency).map_err(data)?,
+            paid_through_date: Date::parse(paid).map_err(data)?,
+            received_on: Some(Timestamp::parse(received).map_err(data)?),
+            status: None,
+        });
+    }
+    match store
+        .import_charges(&charges, Timestamp::now(), &|_| {})
+        .await?
+    {
+        ImportOutcome::Imported(summary) => {
+            tracing::info!(
+                operator = OPERATOR,
+                user = USERNAME,
+                added = summary.added,
+                "demo data ready: log in as {USERNAME}/{PASSWORD}, organisation {OPERATOR}"
+            );
+            Ok(())
+        }
+        ImportOutcome::Refused(conflicts) => Err(DemoError::Clash(
+            conflicts
+                .iter()
+                .map(|c| c.problem.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
+}

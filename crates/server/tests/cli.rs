@@ -1,0 +1,462 @@
+//! The `chargegate` binary as an operator uses it: commands, exit statuses, messages,
+//! CSV import, and `serve --demo` answering the seed's example.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use sqlx::Row;
+
+const BIN: &str = env!("CARGO_BIN_EXE_chargegate");
+
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        Dir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db_url(&self) -> String {
+        format!("sqlite://{}", self.path("chargegate.db").display())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CHARGEGATE_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("CHARGEGATE_DATABASE_URL", self.db_url())
+            .env("CHARGEGATE_LOG", "warn")
+            .current_dir(self.dir.path())
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "")
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `operator add pci` and `user add demo`, as the README does it.
+    fn setup(&self) {
+        ok(&self.run(&[
+            "operator",
+            "add",
+            "pci",
+            "--name",
+            "PCI",
+            "--local-currency",
+            "EUR",
+        ]));
+        ok(&self.run_with_stdin(&["user", "add", "demo", "--operator", "pci"], "demo\n"));
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(self.path("chargegate.db"));
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let n: i64 = sqlx::query(sql)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        pool.close().await;
+        n
+    }
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts failure and returns standard error.
+#[track_caller]
+fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "unexpected success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn unknown_database_schemes_are_refused_with_a_clear_one_line_reason() {
+    let d = Dir::new();
+    let err = fails(&d.run(&["--database", "mysql://root@localhost/x", "migrate"]));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("sqlite://") && err.contains("postgres://"),
+        "{err}"
+    );
+    let err = fails(&d.run(&["--database", "chargegate.db", "migrate"]));
+    assert!(err.contains("not recognised"), "{err}");
+    assert!(!d.path("chargegate.db").exists());
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let d = Dir::new();
+    ok(&d.run(&["migrate"]));
+    assert!(d.path("chargegate.db").exists());
+    ok(&d.run(&["migrate"]));
+}
+
+#[test]
+fn operators_and_users_are_created_and_duplicates_refused() {
+    let d = Dir::new();
+    let out = ok(&d.run(&[
+        "operator",
+        "add",
+        "pci",
+        "--name",
+        "PCI Cyprus",
+        "--local-currency",
+        "EUR",
+    ]));
+    assert!(out.contains("pci"), "{out}");
+    let err = fails(&d.run(&[
+        "operator",
+        "add",
+        "pci",
+        "--name",
+        "again",
+        "--local-currency",
+        "EUR",
+    ]));
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(&d.run(&[
+        "operator",
+        "add",
+        "x",
+        "--name",
+        "X",
+        "--local-currency",
+        "euro",
+    ]));
+    assert!(err.contains("ISO-4217"), "{err}");
+    let err = fails(&d.run(&[
+        "operator",
+        "add",
+        "bad code",
+        "--name",
+        "X",
+        "--local-currency",
+        "EUR",
+    ]));
+    assert!(err.contains("bad code"), "{err}");
+
+    ok(&d.run_with_stdin(&["user", "add", "demo", "--operator", "pci"], "s3cret\n"));
+    let err = fails(&d.run_with_stdin(&["user", "add", "demo", "--operator", "pci"], "other\n"));
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(&d.run_with_stdin(&["user", "add", "eve", "--operator", "nope"], "pw\n"));
+    assert!(err.contains("no operator 'nope'"), "{err}");
+    let err = fails(&d.run_with_stdin(&["user", "add", "eve", "--operator", "pci"], "\n"));
+    assert!(err.contains("must not be empty"), "{err}");
+}
+
+#[tokio::test]
+async fn passwords_are_stored_as_argon2id_and_never_taken_from_arguments() {
+    let d = Dir::new();
+    d.setup();
+    let argon = d
+        .count("SELECT count(*) FROM users WHERE password_hash LIKE '$argon2id$%'")
+        .await;
+    assert_eq!(argon, 1);
+    let plain = d
+        .count("SELECT count(*) FROM users WHERE password_hash LIKE '%demo%'")
+        .await;
+    assert_eq!(plain, 0);
+    // There is no flag to pass a password.
+    let err = fails(&d.run(&["user", "add", "x", "--operator", "pci", "--password", "pw"]));
+    assert!(err.contains("--password"), "{err}");
+}
+
+const GOOD_CSV: &str = "\
+operator,number,billing_system_customer_identifier,amount,currency,local_currency_amount,paid_through_date,received_on,charge_status,netflix_customer_identifier
+pci,I00000001,pci155,9.99,EUR,,2026-12-31,2026-11-01T10:00:00,,PAI-1
+pci,I00000002,pci156,12.5,USD,11.75,2026-12-31,2026-11-01T10:00:01,,
+pci,,pci157,1500,JPY,9.30,2026-12-31,,DECLINED,
+";
+
+#[tokio::test]
+async fn a_good_csv_imports_and_a_repeat_is_skipped() {
+    let d = Dir::new();
+    d.setup();
+    let file = d.write("charges.csv", GOOD_CSV);
+    let out = ok(&d.run(&["charges", "import", file.to_str().unwrap()]));
+    assert!(out.contains("imported 3 charge(s), skipped 0"), "{out}");
+    let out = ok(&d.run(&["charges", "import", file.to_str().unwrap()]));
+    // The numbered rows are skipped; the row without a number is a new charge each time.
+    assert!(out.contains("imported 1 charge(s), skipped 2"), "{out}");
+    assert_eq!(d.count("SELECT count(*) FROM charges").await, 4);
+    assert_eq!(
+        d.count("SELECT count(*) FROM charges WHERE number = 'I00000003'")
+            .await,
+        1
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM charges WHERE status = 'DECLINED' AND set_as_declined_on = received_on").await,
+        2
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM charge_history WHERE event = 'import'")
+            .await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_bad_csv_reports_every_bad_row_and_writes_nothing() {
+    let d = Dir::new();
+    d.setup();
+    let csv = "\
+operator,billing_system_customer_identifier,amount,currency,paid_through_date,local_currency_amount,number
+pci,c1,9.99,EUR,2026-12-31,,A1
+nope,c2,9.99,EUR,2026-12-31,,A2
+pci,,9.999,EUR,2026-13-01,,A3
+pci,c4,-1,EUR,2026-12-31,,A4
+pci,c5,5,USD,2026-12-31,,A5
+pci,c6,5,EURO,2026-12-31,,A6
+pci,c7,9.99,EUR,2026-12-31
+";
+    let file = d.write("bad.csv", csv);
+    let err = fails(&d.run(&["charges", "import", file.to_str().unwrap()]));
+    for expected in [
+        "line 3: operator: no operator 'nope'",
+        "line 4: billing_system_customer_identifier: is mandatory",
+        "line 4: amount: '9.999' has more decimals than EUR allows (2)",
+        "line 4: paid_through_date: '2026-13-01' is not a date",
+        "line 5: amount: '-1' is not a decimal amount",
+        "line 6: local_currency_amount: is mandatory when currency (USD) is not the operator's local currency (EUR)",
+        "line 7: currency: 'EURO' is not an ISO-4217 currency code",
+        "line 8: row has 5 cells but the header has 7",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(
+        !err.contains("line 2:"),
+        "the good row is not reported:\n{err}"
+    );
+    assert!(
+        err.lines().last().unwrap().contains("nothing was imported"),
+        "{err}"
+    );
+    assert_eq!(d.count("SELECT count(*) FROM charges").await, 0);
+}
+
+#[tokio::test]
+async fn a_csv_row_clashing_with_a_stored_charge_refuses_the_whole_file() {
+    let d = Dir::new();
+    d.setup();
+    let first = d.write("first.csv", "operator,number,billing_system_customer_identifier,amount,currency,paid_through_date\npci,N1,c1,9.99,EUR,2026-12-31\n");
+    ok(&d.run(&["charges", "import", first.to_str().unwrap()]));
+    let second = d.write(
+        "second.csv",
+        "operator,number,billing_system_customer_identifier,amount,currency,paid_through_date\npci,N2,c2,1,EUR,2026-12-31\npci,N1,c1,10.99,EUR,2026-12-31\npci,N3,c3,1,EUR,2026-12-31\npci,N3,c3,2,EUR,2026-12-31\n",
+    );
+    let err = fails(&d.run(&["charges", "import", second.to_str().unwrap()]));
+    assert!(
+        err.contains("line 3: number: charge N1 already exists with a different amount"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "line 5: number: charge N3 is also on an earlier row, with a different amount"
+        ),
+        "{err}"
+    );
+    assert!(err.lines().nth(1).unwrap().ends_with("(line 4)"), "{err}");
+    assert_eq!(d.count("SELECT count(*) FROM charges").await, 1);
+}
+
+#[test]
+fn a_csv_with_unknown_or_missing_columns_is_refused() {
+    let d = Dir::new();
+    d.setup();
+    let file = d.write("cols.csv", "operator,ammount,currency\npci,1,EUR\n");
+    let err = fails(&d.run(&["charges", "import", file.to_str().unwrap()]));
+    assert!(err.contains("line 1: ammount: unknown column"), "{err}");
+    assert!(
+        err.contains("line 1: amount: mandatory column is missing"),
+        "{err}"
+    );
+    let err = fails(&d.run(&["charges", "import", d.path("missing.csv").to_str().unwrap()]));
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn config_example_prints_every_setting() {
+    let d = Dir::new();
+    let out = ok(&d.run(&["config", "example"]));
+    for key in [
+        "database_url",
+        "listen",
+        "metrics_listen",
+        "token_ttl",
+        "login_max_failures",
+        "log_format",
+        "db_timeout",
+    ] {
+        assert!(out.contains(&format!("{key} =")), "{key}");
+    }
+}
+
+#[test]
+fn an_unknown_chargegate_variable_is_reported_not_ignored() {
+    let d = Dir::new();
+    let out = d
+        .command(&["migrate"])
+        .env("CHARGEGATE_LISTN", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    let err = fails(&out);
+    assert!(err.contains("CHARGEGATE_LISTN"), "{err}");
+}
+
+/// A running `serve` process, stopped on drop.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(d: &Dir, extra: &[&str]) -> Served {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = d
+        .command(&args)
+        .env("CHARGEGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.split("address=").nth(1) {
+            break format!("http://{}", rest.split_whitespace().next().unwrap());
+        }
+    };
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, base }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn serve_demo_answers_the_seed_example_and_stops_cleanly_on_sigterm() {
+    let d = Dir::new();
+    let mut served = serve(&d, &["--demo"]);
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!(
+            "{}/crmapi/rest/v2/authentication/token",
+            served.base
+        ))
+        .body(r#"{"username":"demo","password":"demo","organisation":"pci"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["token"].as_str().unwrap();
+    let reply = client
+        .post(format!("{}/crmapi/rest/v2/netflix/charges/decline", served.base))
+        .body(format!(
+            r#"{{"token":"{token}","declined_charges_set":[{{"number":"I00002706","billing_system_customer_identifier":"pci155"}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        r#"{"data":{},"status":{"code":"OK","description":"","message":""}}"#
+    );
+
+    sigterm(&served.child);
+    let status = served.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // Running --demo again keeps what was done.
+    let served = serve(&d, &["--demo"]);
+    let list: serde_json::Value = client
+        .get(format!(
+            "{}/crmapi/rest/v2/netflix/charges/list?token={token}&number_of_results=50&charge_status=PROCESSED&offset=0",
+            served.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"]["charges_set"][0]["number"], "I00002706");
+    assert_eq!(list["data"]["charges_set"][0]["charge_status"], "DECLINED");
+}
+
+#[test]
+fn serve_refuses_an_unusable_listen_address() {
+    let d = Dir::new();
+    let err = fails(&d.run(&["serve", "--listen", "nonsense"]));
+    assert!(err.contains("listen"), "{err}");
+}
