@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod charge;
 pub mod clock;
+pub mod dump;
 pub mod import;
 pub mod money;
 pub mod store;

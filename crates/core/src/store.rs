@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::batch::{Batch, Verdict};
 use crate::charge::{Charge, ChargeStatus, StatusGroup};
 use crate::clock::{Date, Timestamp};
+use crate::dump::{CopySummary, DumpSink, DumpSource};
 use crate::money::{Currency, Money};
 use crate::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 use crate::token::TokenHash;
@@ -254,6 +255,18 @@ pub trait Store: Send + Sync {
     async fn apply_batch(&self, batch: &Batch) -> StoreResult<Vec<Verdict>>;
 
     async fn list_charges(&self, query: &ListQuery) -> StoreResult<Vec<Charge>>;
+
+    /// Whether the database holds no operator, user, token or charge (a valid target for
+    /// [`Store::import_dump`]).
+    async fn is_empty(&self) -> StoreResult<bool>;
+
+    /// Streams every row into `sink` from one consistent read, ending with
+    /// [`crate::dump::DumpChunk::End`].
+    async fn export_dump(&self, sink: &mut dyn DumpSink) -> StoreResult<()>;
+
+    /// Writes a dump into this (empty) database in one transaction, ids preserved;
+    /// commits only after `End`, so an interrupted copy leaves nothing behind.
+    async fn import_dump(&self, source: &mut dyn DumpSource) -> StoreResult<CopySummary>;
 
     /// Imports charges all-or-nothing. `progress` is told how many rows are done.
     async fn import_charges(

@@ -70,6 +70,19 @@ enum Command {
     /// Show configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Copy every row of --database into an empty database (SQLite <-> PostgreSQL).
+    Copy {
+        /// The target database URL; it must be empty (it is migrated first).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,12 +179,18 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Charges(ChargesCommand::Import { file }) => charges_import(&settings, &file).await,
         Command::Config(ConfigCommand::Example) => Ok(()),
+        Command::Db(DbCommand::Copy { to }) => db_copy(&settings, &to).await,
     }
 }
 
 /// Opens the configured database and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    let url = DatabaseUrl::parse(&settings.database_url)?;
+    open_url(settings, &settings.database_url).await
+}
+
+/// Opens the database at `url` with the configured pool settings, and migrates it.
+async fn open_url(settings: &Settings, url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let url = DatabaseUrl::parse(url)?;
     let options = StoreOptions {
         max_connections: settings.db_max_connections,
         acquire_timeout: Duration::from_secs(settings.db_timeout),
@@ -364,4 +383,30 @@ async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> 
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `db copy --to URL`: streams a consistent snapshot of the source into the empty target,
+/// which commits only once everything arrived.
+async fn db_copy(settings: &Settings, to: &str) -> anyhow::Result<()> {
+    if DatabaseUrl::parse(to)? == DatabaseUrl::parse(&settings.database_url)? {
+        bail!("--to names the source database itself");
+    }
+    let source = open_store(settings).await?;
+    let target = open_url(settings, to).await?;
+    if !target.is_empty().await? {
+        bail!(
+            "the target database {} is not empty; db copy only fills an empty database",
+            chargegate_store::redact(to)
+        );
+    }
+    let summary = crate::copy::copy(source.as_ref(), target.as_ref()).await?;
+    for (table, rows) in &summary {
+        println!("{table}: {rows} row(s)");
+    }
+    println!(
+        "copied {} into {}",
+        chargegate_store::redact(&settings.database_url),
+        chargegate_store::redact(to)
+    );
+    Ok(())
 }

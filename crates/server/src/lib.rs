@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod copy;
 pub mod csv_import;
 pub mod demo;
 pub mod passwords;

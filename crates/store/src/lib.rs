@@ -12,11 +12,15 @@ use std::sync::Arc;
 use chargegate_core::Store;
 use chargegate_core::store::StoreError;
 
+mod copy;
 mod error;
 mod migrations;
+pub mod postgres;
 mod rows;
+mod sql;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A database URL whose scheme chargegate recognises.
@@ -122,9 +126,7 @@ impl Default for StoreOptions {
 pub async fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, options).await?)),
-        DatabaseUrl::Postgres(_) => Err(StoreError::Unavailable(
-            "PostgreSQL is not supported yet; use a sqlite:// URL".into(),
-        )),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresStore::open(url, options).await?)),
     }
 }
 

@@ -15,6 +15,12 @@ pub(crate) const SQLITE: &[Source] = &[(
     include_str!("../migrations/sqlite/0001_init.sql"),
 )];
 
+pub(crate) const POSTGRES: &[Source] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
 pub(crate) fn migrator(sources: &[Source]) -> Migrator {
     let migrations = sources
         .iter()

@@ -12,33 +12,30 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use chargegate_core::batch::{Batch, ChargeState, Method, Snapshot, Verdict};
+use chargegate_core::batch::{Batch, Snapshot, Verdict};
 use chargegate_core::charge::{Charge, StatusGroup};
 use chargegate_core::clock::Timestamp;
-use chargegate_core::money::Currency;
+use chargegate_core::dump::{CHUNK_ROWS, CopySummary, DumpChunk, DumpSink, DumpSource};
 use chargegate_core::store::{
     AttemptPermit, ImportOutcome, ImportSummary, ListQuery, LoginPolicy, LoginUser, NewCharge,
     NewOperator, NewToken, NewUser, Operator, Store, StoreError, StoreResult, TokenRecord,
 };
-use chargegate_core::text::{ChargeNumber, OperatorCode, ReferenceNumber, Username};
+use chargegate_core::text::{ChargeNumber, OperatorCode, Username};
 use chargegate_core::token::TokenHash;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Sqlite, SqliteConnection};
 
 use crate::StoreOptions;
-use crate::error::{corrupt, from_sqlx};
+use crate::copy::{self, IS_EMPTY_SQL, Table};
+use crate::error::from_sqlx;
 use crate::migrations::{self, migrator};
 use crate::rows::{
-    self, CHARGE_COLUMNS, ChargeRow, INTAKE_COLUMNS, IntakeRow, STATE_COLUMNS, StateRow,
-    stamp_column,
+    self, CHARGE_COLUMNS, ChargeRow, IntakeRow, LOGIN_USER_COLUMNS, OPERATOR_COLUMNS, StateRow,
+    TOKEN_COLUMNS, TOKEN_RETENTION_SECONDS,
 };
-
-/// Rows per multi-row INSERT during an import (11 parameters each, far below SQLite's
-/// limit of 32766 parameters per statement).
-const IMPORT_CHUNK: usize = 500;
+use crate::sql::{self, Applied, IMPORT_CHUNK, Statements};
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -102,147 +99,35 @@ impl SqliteStore {
     }
 }
 
-fn charge_row(r: &SqliteRow) -> Result<ChargeRow, sqlx::Error> {
-    Ok(ChargeRow {
-        number: r.try_get(0)?,
-        customer: r.try_get(1)?,
-        amount_minor: r.try_get(2)?,
-        currency: r.try_get(3)?,
-        local_amount_minor: r.try_get(4)?,
-        local_currency: r.try_get(5)?,
-        paid_through_date: r.try_get(6)?,
-        status: r.try_get(7)?,
-        received_on: r.try_get(8)?,
-        set_as_approved_on: r.try_get(9)?,
-        set_as_declined_on: r.try_get(10)?,
-        set_as_bad_request_on: r.try_get(11)?,
-        set_as_rejected_on: r.try_get(12)?,
-    })
-}
-
-fn state_row(r: &SqliteRow) -> Result<StateRow, sqlx::Error> {
-    Ok(StateRow {
-        id: r.try_get(0)?,
-        number: r.try_get(1)?,
-        customer: r.try_get(2)?,
-        status: r.try_get(3)?,
-        decision_method: r.try_get(4)?,
-        decision_reference: r.try_get(5)?,
-        acknowledged_status: r.try_get(6)?,
-        acknowledged_reference: r.try_get(7)?,
-    })
-}
-
-fn intake_row(r: &SqliteRow) -> Result<IntakeRow, sqlx::Error> {
-    Ok(IntakeRow {
-        number: r.try_get(0)?,
-        operator_id: r.try_get(1)?,
-        customer: r.try_get(2)?,
-        netflix_customer: r.try_get(3)?,
-        amount_minor: r.try_get(4)?,
-        currency: r.try_get(5)?,
-        local_amount_minor: r.try_get(6)?,
-        local_currency: r.try_get(7)?,
-        paid_through_date: r.try_get(8)?,
-        received_on: r.try_get(9)?,
-        initial_status: r.try_get(10)?,
-    })
-}
-
-fn operator_row(r: &SqliteRow) -> StoreResult<Operator> {
-    let code: String = r.try_get(1).map_err(sql_err)?;
-    let currency: String = r.try_get(3).map_err(sql_err)?;
-    Ok(Operator {
-        id: r.try_get(0).map_err(sql_err)?,
-        code: OperatorCode::parse(code).map_err(corrupt)?,
-        name: r.try_get(2).map_err(sql_err)?,
-        local_currency: Currency::parse(&currency).map_err(corrupt)?,
-    })
-}
+type Sql = Statements<Sqlite>;
 
 /// Reads what the rules need, inside the write transaction.
 async fn read_snapshot(conn: &mut SqliteConnection, batch: &Batch) -> StoreResult<Snapshot> {
     let mut snapshot = Snapshot::default();
-    let numbers = batch.numbers();
-    if numbers.is_empty() {
+    if batch.numbers().is_empty() {
         return Ok(snapshot);
     }
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {STATE_COLUMNS} FROM charges c LEFT JOIN decisions d ON d.charge_id = c.id \
-         WHERE c.operator_id = "
-    ));
-    q.push_bind(batch.operator_id).push(" AND c.number IN (");
-    let mut list = q.separated(", ");
-    for n in &numbers {
-        list.push_bind(n.as_str());
-    }
-    q.push(")");
-    for row in q.build().fetch_all(&mut *conn).await.map_err(sql_err)? {
-        let (number, state) = state_row(&row).map_err(sql_err)?.into_state()?;
+    for row in Sql::charge_states(batch)
+        .build()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sql_err)?
+    {
+        let (number, state) = StateRow::read(&row).map_err(sql_err)?.into_state()?;
         snapshot.charges.insert(number, state);
     }
-
-    let references = batch.references();
-    if !references.is_empty() {
-        let mut q = match batch.method {
-            Method::Acknowledge => {
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "SELECT a.reference_number, c.number FROM acknowledgements a \
-                     JOIN charges c ON c.id = a.charge_id WHERE a.operator_id = ",
-                );
-                q.push_bind(batch.operator_id);
-                q.push(" AND a.reference_number IN (");
-                q
-            }
-            Method::Accept | Method::Decline => {
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "SELECT d.reference_number, c.number FROM decisions d \
-                     JOIN charges c ON c.id = d.charge_id WHERE d.operator_id = ",
-                );
-                q.push_bind(batch.operator_id)
-                    .push(" AND d.method = ")
-                    .push_bind(batch.method.as_str());
-                q.push(" AND d.reference_number IN (");
-                q
-            }
-        };
-        let mut list = q.separated(", ");
-        for r in &references {
-            list.push_bind(r.as_str());
-        }
-        q.push(")");
-        for row in q.build().fetch_all(&mut *conn).await.map_err(sql_err)? {
-            let r: String = row.try_get(0).map_err(sql_err)?;
-            let n: String = row.try_get(1).map_err(sql_err)?;
-            snapshot.used_references.insert(
-                ReferenceNumber::parse(r).map_err(corrupt)?,
-                rows::number(n)?,
-            );
+    if !batch.references().is_empty() {
+        for row in Sql::used_references(batch)
+            .build()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql_err)?
+        {
+            let (reference, number) = rows::used_reference(&row)?;
+            snapshot.used_references.insert(reference, number);
         }
     }
     Ok(snapshot)
-}
-
-/// One item to write: the charge as read, and the item's reference.
-struct Applied<'a> {
-    state: &'a ChargeState,
-    reference: Option<&'a str>,
-}
-
-fn applied<'a>(batch: &'a Batch, snapshot: &'a Snapshot, verdicts: &[Verdict]) -> Vec<Applied<'a>> {
-    batch
-        .items
-        .iter()
-        .zip(verdicts)
-        .filter(|(_, v)| matches!(v, Verdict::Apply { .. }))
-        .filter_map(|(item, _)| item.parsed.as_ref().ok())
-        .filter_map(|req| {
-            snapshot.charges.get(&req.number).map(|state| Applied {
-                state,
-                reference: req.reference.as_ref().map(ReferenceNumber::as_str),
-            })
-        })
-        .collect()
 }
 
 /// Writes the applied items of a batch: one conditional set-based UPDATE, one multi-row
@@ -255,105 +140,33 @@ async fn write_applied(
     if items.is_empty() {
         return Ok(());
     }
-    let at = batch.at.unix();
-    let expected = items.len() as u64;
-    let changed = match batch.method.target_status() {
-        Some(target) => {
-            let stamp = stamp_column(target).ok_or_else(|| {
-                StoreError::Internal(format!("{} has no timestamp column", target))
-            })?;
-            let mut q = QueryBuilder::<Sqlite>::new("UPDATE charges SET status = ");
-            q.push_bind(target.as_str())
-                .push(format!(", {stamp} = "))
-                .push_bind(at)
-                .push(" WHERE status = 'PENDING' AND id IN (");
-            let mut list = q.separated(", ");
-            for a in items {
-                list.push_bind(a.state.id);
-            }
-            q.push(")");
-            let changed = q
-                .build()
-                .execute(&mut *conn)
-                .await
-                .map_err(sql_err)?
-                .rows_affected();
-
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO decisions (charge_id, operator_id, method, reference_number, \
-                 user_id, decided_on, request_id) ",
-            );
-            q.push_values(items, |mut row, a| {
-                row.push_bind(a.state.id)
-                    .push_bind(batch.operator_id)
-                    .push_bind(batch.method.as_str())
-                    .push_bind(a.reference)
-                    .push_bind(batch.user_id)
-                    .push_bind(at)
-                    .push_bind(batch.request_id.as_str());
-            });
-            q.build().execute(&mut *conn).await.map_err(sql_err)?;
-            changed
-        }
-        None => {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO acknowledgements (charge_id, operator_id, status, reference_number, \
-                 user_id, acknowledged_on, request_id) ",
-            );
-            q.push_values(items, |mut row, a| {
-                row.push_bind(a.state.id)
-                    .push_bind(batch.operator_id)
-                    .push_bind(a.state.status.as_str())
-                    .push_bind(a.reference)
-                    .push_bind(batch.user_id)
-                    .push_bind(at)
-                    .push_bind(batch.request_id.as_str());
-            });
-            q.build().execute(&mut *conn).await.map_err(sql_err)?;
-
-            // The status condition makes the write conditional on what was judged.
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "UPDATE charges SET acknowledged_status = v.column2, acknowledged_on = ",
-            );
-            q.push_bind(at)
-                .push(", acknowledged_reference_number = v.column3 FROM (");
-            q.push_values(items, |mut row, a| {
-                row.push_bind(a.state.id)
-                    .push_bind(a.state.status.as_str())
-                    .push_bind(a.reference);
-            });
-            q.push(") AS v WHERE charges.id = v.column1 AND charges.status = v.column2");
-            q.build()
-                .execute(&mut *conn)
-                .await
-                .map_err(sql_err)?
-                .rows_affected()
-        }
-    };
-    if changed != expected {
+    let mut writes = Sql::batch_writes(batch, items);
+    let changed = writes
+        .update
+        .build()
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_err)?
+        .rows_affected();
+    if changed != writes.expected {
         // Impossible under BEGIN IMMEDIATE; if it ever happens, apply nothing.
         return Err(StoreError::Internal(format!(
-            "{} changed {changed} of {expected} charges; rolled back",
-            batch.method
+            "{} changed {changed} of {} charges; rolled back",
+            batch.method, writes.expected
         )));
     }
-
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO charge_history (charge_id, event, from_status, to_status, at, user_id, \
-         request_id, reference_number) ",
-    );
-    let to = batch.method.target_status();
-    q.push_values(items, |mut row, a| {
-        row.push_bind(a.state.id)
-            .push_bind(batch.method.as_str())
-            .push_bind(a.state.status.as_str())
-            .push_bind(to.unwrap_or(a.state.status).as_str())
-            .push_bind(at)
-            .push_bind(batch.user_id)
-            .push_bind(batch.request_id.as_str())
-            .push_bind(a.reference);
-    });
-    q.build().execute(&mut *conn).await.map_err(sql_err)?;
+    writes
+        .record
+        .build()
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_err)?;
+    writes
+        .history
+        .build()
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_err)?;
     Ok(())
 }
 
@@ -379,10 +192,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_operator(&self, new: &NewOperator) -> StoreResult<Operator> {
-        let row = sqlx::query(
-            "INSERT INTO operators (code, name, local_currency, created_at) VALUES (?, ?, ?, ?) \
-             RETURNING id, code, name, local_currency",
-        )
+        let row = sqlx::query(&format!(
+            "INSERT INTO operators (code, name, local_currency, created_at) \
+                 VALUES (?, ?, ?, ?) RETURNING {OPERATOR_COLUMNS}"
+        ))
         .bind(new.code.as_str())
         .bind(&new.name)
         .bind(new.local_currency.code())
@@ -395,7 +208,7 @@ impl Store for SqliteStore {
             }
             other => other,
         })?;
-        operator_row(&row)
+        rows::operator(&row)
     }
 
     async fn operator_by_code(&self, code: &OperatorCode) -> StoreResult<Option<Operator>> {
@@ -405,7 +218,7 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.reader)
                 .await
                 .map_err(sql_err)?;
-        row.as_ref().map(operator_row).transpose()
+        row.as_ref().map(rows::operator).transpose()
     }
 
     async fn create_user(&self, new: &NewUser) -> StoreResult<i64> {
@@ -432,25 +245,17 @@ impl Store for SqliteStore {
         operator: &OperatorCode,
         username: &Username,
     ) -> StoreResult<Option<LoginUser>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.operator_id, u.password_hash, u.enabled FROM users u \
-             JOIN operators o ON o.id = u.operator_id WHERE o.code = ? AND u.username = ?",
-        )
-        .bind(operator.as_str())
-        .bind(username.as_str())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(sql_err)?;
-        row.map(|r| -> Result<LoginUser, sqlx::Error> {
-            Ok(LoginUser {
-                user_id: r.try_get(0)?,
-                operator_id: r.try_get(1)?,
-                password_hash: r.try_get(2)?,
-                enabled: r.try_get::<i64, _>(3)? != 0,
-            })
-        })
-        .transpose()
-        .map_err(sql_err)
+        let sql = format!(
+            "SELECT {LOGIN_USER_COLUMNS} FROM users u JOIN operators o ON o.id = u.operator_id \
+             WHERE o.code = ? AND u.username = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(operator.as_str())
+            .bind(username.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(sql_err)?;
+        row.as_ref().map(rows::login_user).transpose()
     }
 
     async fn begin_login_attempt(
@@ -481,7 +286,7 @@ impl Store for SqliteStore {
         .fetch_one(&self.writer)
         .await
         .map_err(sql_err)?;
-        permit(attempts, locked_until, now, policy)
+        rows::permit(attempts, locked_until, now, policy)
     }
 
     async fn finish_login_attempt(
@@ -535,26 +340,16 @@ impl Store for SqliteStore {
     }
 
     async fn token(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
-        let row = sqlx::query(
-            "SELECT t.user_id, u.operator_id, o.code, t.expires_at, t.revoked_at IS NOT NULL, \
-                    u.enabled \
-             FROM tokens t JOIN users u ON u.id = t.user_id \
-             JOIN operators o ON o.id = u.operator_id WHERE t.hash = ?",
-        )
-        .bind(&hash.0[..])
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(sql_err)?;
-        let Some(r) = row else { return Ok(None) };
-        let code: String = r.try_get(2).map_err(sql_err)?;
-        Ok(Some(TokenRecord {
-            user_id: r.try_get(0).map_err(sql_err)?,
-            operator_id: r.try_get(1).map_err(sql_err)?,
-            operator_code: OperatorCode::parse(code).map_err(corrupt)?,
-            expires_at: rows::timestamp(r.try_get(3).map_err(sql_err)?)?,
-            revoked: r.try_get(4).map_err(sql_err)?,
-            user_enabled: r.try_get::<i64, _>(5).map_err(sql_err)? != 0,
-        }))
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id \
+             JOIN operators o ON o.id = u.operator_id WHERE t.hash = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&hash.0[..])
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(sql_err)?;
+        row.as_ref().map(rows::token_record).transpose()
     }
 
     async fn revoke_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool> {
@@ -572,7 +367,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let snapshot = read_snapshot(&mut tx, batch).await?;
         let verdicts = batch.judge(&snapshot);
-        write_applied(&mut tx, batch, &applied(batch, &snapshot, &verdicts)).await?;
+        write_applied(&mut tx, batch, &sql::applied(batch, &snapshot, &verdicts)).await?;
         tx.commit().await.map_err(sql_err)?;
         Ok(verdicts)
     }
@@ -588,8 +383,72 @@ impl Store for SqliteStore {
             .await
             .map_err(sql_err)?;
         rows.iter()
-            .map(|r| charge_row(r).map_err(sql_err)?.into_charge())
+            .map(|r| ChargeRow::read(r).map_err(sql_err)?.into_charge())
             .collect()
+    }
+
+    async fn is_empty(&self) -> StoreResult<bool> {
+        sqlx::query_scalar(IS_EMPTY_SQL)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(sql_err)
+    }
+
+    async fn export_dump(&self, sink: &mut dyn DumpSink) -> StoreResult<()> {
+        // One read transaction: in WAL mode its snapshot holds across every statement, so
+        // the copy is consistent even while a server keeps writing.
+        let mut tx = self.reader.begin().await.map_err(sql_err)?;
+        for table in Table::ALL {
+            let mut after = i64::MIN;
+            loop {
+                let rows = table
+                    .select_page::<Sqlite>(after)
+                    .build()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(sql_err)?;
+                if rows.is_empty() {
+                    break;
+                }
+                let next = table.last_key(&rows).map_err(sql_err)?;
+                sink.send(table.read(&rows).map_err(sql_err)?).await?;
+                match next {
+                    Some(key) if rows.len() == CHUNK_ROWS => after = key,
+                    _ => break,
+                }
+            }
+        }
+        tx.rollback().await.map_err(sql_err)?;
+        sink.send(DumpChunk::End).await
+    }
+
+    async fn import_dump(&self, source: &mut dyn DumpSource) -> StoreResult<CopySummary> {
+        let mut tx = self.begin_write().await?;
+        let empty: bool = sqlx::query_scalar(IS_EMPTY_SQL)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql_err)?;
+        if !empty {
+            return Err(StoreError::Conflict(format!(
+                "the target database {} is not empty",
+                self.path.display()
+            )));
+        }
+        let mut summary = CopySummary::new();
+        loop {
+            let chunk = source.next().await.ok_or_else(|| {
+                StoreError::Internal("the copy stopped before its end; nothing was written".into())
+            })?;
+            if chunk == DumpChunk::End {
+                break;
+            }
+            if let Some(mut insert) = copy::insert::<Sqlite>(&chunk) {
+                insert.build().execute(&mut *tx).await.map_err(sql_err)?;
+            }
+            copy::count(&mut summary, &chunk);
+        }
+        tx.commit().await.map_err(sql_err)?;
+        Ok(summary)
     }
 
     async fn import_charges(
@@ -607,16 +466,13 @@ impl Store for SqliteStore {
             .collect();
         let mut stored = HashMap::new();
         for chunk in given.chunks(IMPORT_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {INTAKE_COLUMNS} FROM charges WHERE number IN ("
-            ));
-            let mut list = q.separated(", ");
-            for n in chunk {
-                list.push_bind(*n);
-            }
-            q.push(")");
-            for row in q.build().fetch_all(&mut *tx).await.map_err(sql_err)? {
-                let (number, intake) = intake_row(&row).map_err(sql_err)?.into_intake()?;
+            for row in Sql::stored_intakes(chunk)
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(sql_err)?
+            {
+                let (number, intake) = IntakeRow::read(&row).map_err(sql_err)?.into_intake()?;
                 stored.insert(number, intake);
             }
         }
@@ -636,51 +492,20 @@ impl Store for SqliteStore {
 
         let mut done = plan.skipped as u64;
         for chunk in plan.rows.chunks(IMPORT_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO charges (number, operator_id, customer_id, netflix_customer_id, \
-                 amount_minor, currency, local_amount_minor, local_currency, paid_through_date, \
-                 status, initial_status, received_on, set_as_approved_on, set_as_declined_on, \
-                 set_as_bad_request_on, set_as_rejected_on) ",
-            );
-            q.push_values(chunk, |mut row, c| {
-                row.push_bind(c.number.as_str())
-                    .push_bind(c.operator_id)
-                    .push_bind(c.customer.as_str())
-                    .push_bind(c.netflix_customer.as_deref())
-                    .push_bind(c.amount.minor())
-                    .push_bind(c.amount.currency().code())
-                    .push_bind(c.local_amount.minor())
-                    .push_bind(c.local_amount.currency().code())
-                    .push_bind(c.paid_through_date.to_string())
-                    .push_bind(c.status.as_str())
-                    .push_bind(c.status.as_str())
-                    .push_bind(c.received_on.unix());
-                for stamp in c.stamps() {
-                    row.push_bind(stamp);
-                }
-            });
-            q.push(" RETURNING id, status");
-            let inserted = q
+            let inserted = Sql::insert_charges(chunk)
                 .build()
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(sql_err)?
                 .iter()
-                .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map(rows::id_and_status)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(sql_err)?;
-
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO charge_history (charge_id, event, from_status, to_status, at) ",
-            );
-            q.push_values(inserted, |mut row, (id, status)| {
-                row.push_bind(id)
-                    .push_bind("import")
-                    .push_bind(None::<String>)
-                    .push_bind(status)
-                    .push_bind(now.unix());
-            });
-            q.build().execute(&mut *tx).await.map_err(sql_err)?;
+            Sql::import_history(&inserted, now.unix())
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(sql_err)?;
             done += chunk.len() as u64;
             progress(done);
         }
@@ -703,29 +528,10 @@ fn list_sql() -> String {
     )
 }
 
-/// Tokens this long past their expiry are deleted.
-const TOKEN_RETENTION_SECONDS: i64 = 7 * 24 * 3600;
-
-fn permit(
-    attempts: i64,
-    locked_until: Option<i64>,
-    now: Timestamp,
-    policy: LoginPolicy,
-) -> StoreResult<AttemptPermit> {
-    match locked_until {
-        Some(until) if until > now.unix() => Ok(AttemptPermit::LockedOut {
-            until: rows::timestamp(until)?,
-        }),
-        _ if attempts > i64::from(policy.max_failures) => Ok(AttemptPermit::LockedOut {
-            until: now.plus_seconds(policy.lockout_seconds),
-        }),
-        _ => Ok(AttemptPermit::Allowed),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Row;
 
     #[tokio::test]
     async fn listing_is_served_by_the_partial_index_in_order() {

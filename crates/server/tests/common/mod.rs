@@ -382,5 +382,20 @@ macro_rules! on_every_backend {
                 }
             )*
         }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if !$crate::common::db::postgres_or_skip(stringify!($name)) {
+                        return;
+                    }
+                    let $backend = $crate::common::Backend::Postgres;
+                    $body
+                }
+            )*
+        }
     };
 }
