@@ -2,13 +2,14 @@
 //! CSV import, and `serve --demo` answering the seed's example.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use common::process::{Served, chargegate, run};
 
 use sqlx::Row;
-
-const BIN: &str = env!("CARGO_BIN_EXE_chargegate");
 
 struct Dir {
     dir: tempfile::TempDir,
@@ -36,16 +37,8 @@ impl Dir {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CHARGEGATE_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("CHARGEGATE_DATABASE_URL", self.db_url())
-            .env("CHARGEGATE_LOG", "warn")
-            .current_dir(self.dir.path())
-            .args(args);
+        let mut c = chargegate(&self.db_url(), args);
+        c.current_dir(self.dir.path());
         c
     }
 
@@ -54,20 +47,7 @@ impl Dir {
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run(self.command(args), stdin)
     }
 
     /// `operator add pci` and `user add demo`, as the README does it.
@@ -355,48 +335,8 @@ fn an_unknown_chargegate_variable_is_reported_not_ignored() {
     assert!(err.contains("CHARGEGATE_LISTN"), "{err}");
 }
 
-/// A running `serve` process, stopped on drop.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(d: &Dir, extra: &[&str]) -> Served {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let mut child = d
-        .command(&args)
-        .env("CHARGEGATE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(rest) = line.split("address=").nth(1) {
-            break format!("http://{}", rest.split_whitespace().next().unwrap());
-        }
-    };
-    // Keep draining so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, base }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    Served::start(d.command(&[]), extra)
 }
 
 #[tokio::test]
@@ -433,7 +373,7 @@ async fn serve_demo_answers_the_seed_example_and_stops_cleanly_on_sigterm() {
         r#"{"data":{},"status":{"code":"OK","description":"","message":""}}"#
     );
 
-    sigterm(&served.child);
+    served.signal("TERM");
     let status = served.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 

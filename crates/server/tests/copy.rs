@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use chargegate::copy::dump;
@@ -12,16 +12,11 @@ use chargegate_core::dump::{DumpChunk, DumpSource};
 use common::*;
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chargegate");
-
 fn chargegate(args: &[&str]) -> Output {
-    let mut c = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CHARGEGATE_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("CHARGEGATE_LOG", "warn").args(args).output().unwrap()
+    // The URLs come as flags; the variable is only a placeholder the flag overrides.
+    common::process::chargegate("sqlite://unused.db", args)
+        .output()
+        .unwrap()
 }
 
 /// A database with something in every table.

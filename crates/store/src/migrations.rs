@@ -55,3 +55,49 @@ pub(crate) fn error(e: MigrateError) -> StoreError {
         other => StoreError::Internal(format!("migration failed: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions_in(folder: &str) -> Vec<i64> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(folder);
+        let mut v: Vec<i64> = std::fs::read_dir(&dir)
+            .expect("migrations folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .map(|name| {
+                name.split('_')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| {
+                        panic!("{folder}/{name} does not start with a version number")
+                    })
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migration_versions() {
+        let listed = |s: &[Source]| s.iter().map(|m| m.0).collect::<Vec<_>>();
+        assert_eq!(versions_in("sqlite"), versions_in("postgres"));
+        assert_eq!(
+            listed(SQLITE),
+            versions_in("sqlite"),
+            "every file is embedded"
+        );
+        assert_eq!(
+            listed(POSTGRES),
+            versions_in("postgres"),
+            "every file is embedded"
+        );
+        assert_eq!(
+            SQLITE.iter().map(|m| m.1).collect::<Vec<_>>(),
+            POSTGRES.iter().map(|m| m.1).collect::<Vec<_>>()
+        );
+    }
+}

@@ -125,6 +125,17 @@ impl PostgresStore {
     }
 }
 
+/// One page of `charges/list`. The WHERE clause repeats the terms of the partial index
+/// `charges_to_list`, so the page comes from it, already in order.
+pub fn list_sql() -> String {
+    format!(
+        "SELECT {CHARGE_COLUMNS} FROM charges \
+         WHERE operator_id = $1 AND (status = 'PENDING') = $2 \
+           AND acknowledged_status IS DISTINCT FROM status \
+         ORDER BY received_on, number LIMIT $3 OFFSET $4"
+    )
+}
+
 /// Locks the batch's charges, then reads what the rules need.
 async fn read_snapshot(conn: &mut PgConnection, batch: &Batch) -> Result<Snapshot, Failure> {
     let mut snapshot = Snapshot::default();
@@ -397,14 +408,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_charges(&self, query: &ListQuery) -> StoreResult<Vec<Charge>> {
-        // The WHERE clause repeats the terms of the partial index `charges_to_list`.
-        let sql = format!(
-            "SELECT {CHARGE_COLUMNS} FROM charges \
-             WHERE operator_id = $1 AND (status = 'PENDING') = $2 \
-               AND acknowledged_status IS DISTINCT FROM status \
-             ORDER BY received_on, number LIMIT $3 OFFSET $4"
-        );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(&list_sql())
             .bind(query.operator_id)
             .bind(query.group == StatusGroup::NotProcessed)
             .bind(i64::from(query.limit))

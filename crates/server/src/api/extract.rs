@@ -23,40 +23,48 @@ fn too_large() -> ApiError {
     )
 }
 
+/// How much of an oversized body is read and discarded before answering 413. Answering
+/// while the client is still sending makes many clients see a reset connection instead
+/// of the answer; draining a little lets them read it. Past this, the connection is
+/// simply closed after the answer.
+const DRAIN_BYTES: u64 = 4 << 20;
+
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        use http_body_util::BodyExt;
+
+        let limit = MAX_BODY_BYTES as u64;
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        if declared.is_some_and(|n| n > limit + DRAIN_BYTES) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|e| {
-                if is_length_limit(e.into_inner().as_ref()) {
-                    too_large()
-                } else {
-                    ApiError::malformed("the request body could not be read")
-                }
-            })?;
+        let mut body = req.into_body();
+        let mut bytes = Vec::new();
+        let mut seen: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len() as u64;
+            if seen > limit + DRAIN_BYTES {
+                break;
+            }
+            if seen <= limit {
+                bytes.extend_from_slice(&data);
+            }
+        }
+        if seen > limit || declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
         parse_object(&bytes).map(JsonObject)
-    }
-}
-
-fn is_length_limit(mut e: &(dyn std::error::Error + 'static)) -> bool {
-    loop {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        match e.source() {
-            Some(next) => e = next,
-            None => return false,
-        }
     }
 }
 

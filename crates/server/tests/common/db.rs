@@ -265,6 +265,31 @@ impl TestDb {
         }
     }
 
+    /// The same database reached through another URL (a proxy); dropping it drops nothing.
+    pub fn through(&self, url: String) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            url,
+            _dir: None,
+            pg: None,
+        }
+    }
+
+    /// `host:port` of a PostgreSQL URL.
+    pub fn host_port(&self) -> String {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:5432")
+        }
+    }
+
     /// Runs a query returning one integer, straight against the database: for checking
     /// what the API cannot show (history rows, decisions).
     pub async fn scalar(&self, sql: &str) -> i64 {

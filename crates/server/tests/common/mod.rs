@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod db;
+pub mod process;
 pub use db::{Backend, TestDb};
 
 /// The operator most tests act as, and its user.
@@ -97,8 +98,12 @@ pub struct TestServer {
 }
 
 pub async fn open_store(db: &TestDb) -> Arc<dyn Store> {
+    open_store_with(db, &StoreOptions::default()).await
+}
+
+pub async fn open_store_with(db: &TestDb, options: &StoreOptions) -> Arc<dyn Store> {
     let url = DatabaseUrl::parse(&db.url).expect("test database URL");
-    let store = chargegate_store::open(&url, &StoreOptions::default())
+    let store = chargegate_store::open(&url, options)
         .await
         .expect("open test database");
     store.migrate().await.expect("migrate test database");
@@ -124,7 +129,15 @@ impl TestServer {
 
     /// A server over an existing database (for restarts and several servers).
     pub async fn start_on(db: Arc<TestDb>, auth: AuthSettings) -> TestServer {
-        let store = open_store(&db).await;
+        Self::start_with_options(db, auth, &StoreOptions::default()).await
+    }
+
+    pub async fn start_with_options(
+        db: Arc<TestDb>,
+        auth: AuthSettings,
+        options: &StoreOptions,
+    ) -> TestServer {
+        let store = open_store_with(&db, options).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
