@@ -263,4 +263,21 @@ on_every_backend! {
         ).await;
         assert_eq!(matching, 1);
     }
+
+    async fn a_fault_answers_internal_error_without_details_and_applies_nothing(backend) {
+        let srv = TestServer::start(backend).await;
+        srv.add_charges(OPERATOR, &[("I1", "c"), ("BROKEN", "c")]).await;
+        let token = srv.login().await;
+        // Damage a stored row behind the server's back: an empty customer cannot have
+        // come through chargegate.
+        assert_eq!(srv.db.execute("UPDATE charges SET customer_id = '' WHERE number = 'BROKEN'").await, 1);
+        let r = srv.batch("decline", &token, json!([item("I1", "c"), item("BROKEN", "c")])).await;
+        r.assert_error(500, "INTERNAL_ERROR");
+        assert_eq!(r.body["status"]["message"], "an internal error occurred; nothing was applied");
+        assert!(!r.text.contains("customer"), "{}", r.text);
+        assert_eq!(srv.db.scalar("SELECT count(*) FROM decisions").await, 0);
+        srv.get(&format!("/crmapi/rest/v2/netflix/charges/list?token={token}&number_of_results=5&charge_status=NOT_PROCESSED&offset=0"))
+            .await
+            .assert_error(500, "INTERNAL_ERROR");
+    }
 }

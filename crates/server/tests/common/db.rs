@@ -295,26 +295,62 @@ impl TestDb {
     pub async fn scalar(&self, sql: &str) -> i64 {
         match self.backend {
             Backend::Sqlite => {
-                let path = self.url.trim_start_matches("sqlite://");
-                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(opts)
+                let pool = self.sqlite_pool().await;
+                let n = sqlx::query(sql)
+                    .fetch_one(&pool)
                     .await
-                    .expect("open test database");
-                let row = sqlx::query(sql).fetch_one(&pool).await.expect("query");
-                let n: i64 = row.try_get(0).expect("an integer");
+                    .expect("query")
+                    .try_get(0);
+                pool.close().await;
+                n.expect("an integer")
+            }
+            Backend::Postgres => {
+                let pool = admin(&self.url).await;
+                let n = sqlx::query(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("query")
+                    .try_get(0);
+                pool.close().await;
+                n.expect("an integer")
+            }
+        }
+    }
+
+    /// Runs a statement behind the server's back (to damage data on purpose).
+    pub async fn execute(&self, sql: &str) -> u64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = self.sqlite_pool().await;
+                let n = sqlx::query(sql)
+                    .execute(&pool)
+                    .await
+                    .expect("statement")
+                    .rows_affected();
                 pool.close().await;
                 n
             }
             Backend::Postgres => {
                 let pool = admin(&self.url).await;
-                let row = sqlx::query(sql).fetch_one(&pool).await.expect("query");
-                let n: i64 = row.try_get(0).expect("an integer");
+                let n = sqlx::query(sql)
+                    .execute(&pool)
+                    .await
+                    .expect("statement")
+                    .rows_affected();
                 pool.close().await;
                 n
             }
         }
+    }
+
+    async fn sqlite_pool(&self) -> sqlx::SqlitePool {
+        let path = self.url.trim_start_matches("sqlite://");
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .expect("open test database")
     }
 }
 
