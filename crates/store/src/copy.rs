@@ -99,28 +99,16 @@ impl Table {
         )
     }
 
-    /// One page: rows with a key above `after`, in key order (or the whole table).
-    pub(crate) fn select_page<'a, DB: Database>(self, after: i64) -> QueryBuilder<'a, DB>
-    where
-        i64: Encode<'a, DB> + Type<DB>,
-    {
-        let mut q = QueryBuilder::new(format!("SELECT {} FROM {}", self.columns(), self.name()));
+    /// One page: rows with a key above `after`, in key order (or the whole table). The
+    /// key is an integer written into the text, so no parameter is needed.
+    pub(crate) fn select_page(self, after: i64) -> String {
+        let base = format!("SELECT {} FROM {}", self.columns(), self.name());
         match self.integer_key() {
-            Some(key) => {
-                q.push(format!(" WHERE {key} > "))
-                    .push_bind(after)
-                    .push(format!(" ORDER BY {key} LIMIT {CHUNK_ROWS}"));
-            }
-            None => {
-                // Whole table; ordered by its key so repeated copies read alike.
-                let key = match self {
-                    Table::Tokens => "hash",
-                    _ => "organisation, username",
-                };
-                q.push(format!(" ORDER BY {key}"));
-            }
+            Some(key) => format!("{base} WHERE {key} > {after} ORDER BY {key} LIMIT {CHUNK_ROWS}"),
+            // Whole table; ordered by its key so repeated copies read alike.
+            None if self == Table::Tokens => format!("{base} ORDER BY hash"),
+            None => format!("{base} ORDER BY organisation, username"),
         }
-        q
     }
 
     /// The rows of one page as a chunk.
@@ -356,3 +344,72 @@ pub(crate) fn count(summary: &mut chargegate_core::dump::CopySummary, chunk: &Du
         None => summary.push((table, rows as u64)),
     }
 }
+
+/// Sends every table, page by page, then `End`, reading through `conn` (inside the
+/// caller's read transaction, so the copy is one consistent snapshot).
+pub(crate) async fn export_tables<DB>(
+    conn: &mut DB::Connection,
+    sink: &mut dyn chargegate_core::dump::DumpSink,
+) -> chargegate_core::store::StoreResult<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    DB::Row: Columns,
+{
+    use crate::error::from_sqlx;
+    for table in Table::ALL {
+        let mut after = i64::MIN;
+        loop {
+            let sql = table.select_page(after);
+            let rows = sqlx::query(&sql)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(from_sqlx)?;
+            if rows.is_empty() {
+                break;
+            }
+            let next = table.last_key(&rows).map_err(from_sqlx)?;
+            sink.send(table.read(&rows).map_err(from_sqlx)?).await?;
+            match next {
+                Some(key) if rows.len() == CHUNK_ROWS => after = key,
+                _ => break,
+            }
+        }
+    }
+    sink.send(DumpChunk::End).await
+}
+
+/// The body of `Store::import_dump` once a backend has opened its write transaction `$tx`
+/// (see [`crate::sql::import_charges_in`] for why a macro): refuse a non-empty target,
+/// write every chunk until `End`, and give the tally. The caller commits.
+macro_rules! import_dump_in {
+    ($db:ty, $tx:ident, $source:expr, $shown:expr) => {{
+        use $crate::error::from_sqlx;
+        let empty: bool = sqlx::query_scalar($crate::copy::IS_EMPTY_SQL)
+            .fetch_one(&mut *$tx)
+            .await
+            .map_err(from_sqlx)?;
+        if !empty {
+            return Err(StoreError::Conflict(format!(
+                "the target database {} is not empty",
+                $shown
+            )));
+        }
+        let mut summary = CopySummary::new();
+        loop {
+            let chunk = $source.next().await.ok_or_else(|| {
+                StoreError::Internal("the copy stopped before its end; nothing was written".into())
+            })?;
+            if chunk == DumpChunk::End {
+                break;
+            }
+            if let Some(mut insert) = $crate::copy::insert::<$db>(&chunk) {
+                insert.build().execute(&mut *$tx).await.map_err(from_sqlx)?;
+            }
+            $crate::copy::count(&mut summary, &chunk);
+        }
+        summary
+    }};
+}
+pub(crate) use import_dump_in;

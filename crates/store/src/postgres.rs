@@ -12,7 +12,6 @@
 //! `503 SERVICE_UNAVAILABLE` with nothing applied; the pool reconnects on its own when the
 //! database comes back.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -20,12 +19,12 @@ use async_trait::async_trait;
 use chargegate_core::batch::{Batch, Snapshot, Verdict};
 use chargegate_core::charge::{Charge, StatusGroup};
 use chargegate_core::clock::Timestamp;
-use chargegate_core::dump::{CHUNK_ROWS, CopySummary, DumpChunk, DumpSink, DumpSource};
+use chargegate_core::dump::{CopySummary, DumpChunk, DumpSink, DumpSource};
 use chargegate_core::store::{
-    AttemptPermit, ImportOutcome, ImportSummary, ListQuery, LoginPolicy, LoginUser, NewCharge,
-    NewOperator, NewToken, NewUser, Operator, Store, StoreError, StoreResult, TokenRecord,
+    AttemptPermit, ImportOutcome, ListQuery, LoginPolicy, LoginUser, NewCharge, NewOperator,
+    NewToken, NewUser, Operator, Store, StoreError, StoreResult, TokenRecord,
 };
-use chargegate_core::text::{ChargeNumber, OperatorCode, Username};
+use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::TokenHash;
 use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -35,10 +34,10 @@ use crate::copy::{self, IS_EMPTY_SQL, Table};
 use crate::error::from_sqlx;
 use crate::migrations::{self, migrator};
 use crate::rows::{
-    self, CHARGE_COLUMNS, ChargeRow, IntakeRow, LOGIN_USER_COLUMNS, OPERATOR_COLUMNS, StateRow,
-    TOKEN_COLUMNS, TOKEN_RETENTION_SECONDS,
+    self, CHARGE_COLUMNS, ChargeRow, LOGIN_USER_COLUMNS, OPERATOR_COLUMNS, StateRow, TOKEN_COLUMNS,
+    TOKEN_RETENTION_SECONDS,
 };
-use crate::sql::{self, Applied, IMPORT_CHUNK, Statements};
+use crate::sql::{self, Applied, Statements};
 
 type Sql = Statements<Postgres>;
 
@@ -435,28 +434,8 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(sql_err)?;
-        for table in Table::ALL {
-            let mut after = i64::MIN;
-            loop {
-                let rows = table
-                    .select_page::<Postgres>(after)
-                    .build()
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(sql_err)?;
-                if rows.is_empty() {
-                    break;
-                }
-                let next = table.last_key(&rows).map_err(sql_err)?;
-                sink.send(table.read(&rows).map_err(sql_err)?).await?;
-                match next {
-                    Some(key) if rows.len() == CHUNK_ROWS => after = key,
-                    _ => break,
-                }
-            }
-        }
-        tx.rollback().await.map_err(sql_err)?;
-        sink.send(DumpChunk::End).await
+        copy::export_tables::<Postgres>(&mut tx, sink).await?;
+        tx.rollback().await.map_err(sql_err)
     }
 
     async fn import_dump(&self, source: &mut dyn DumpSource) -> StoreResult<CopySummary> {
@@ -469,29 +448,7 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(sql_err)?;
-        let empty: bool = sqlx::query_scalar(IS_EMPTY_SQL)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(sql_err)?;
-        if !empty {
-            return Err(StoreError::Conflict(format!(
-                "the target database {} is not empty",
-                self.shown
-            )));
-        }
-        let mut summary = CopySummary::new();
-        loop {
-            let chunk = source.next().await.ok_or_else(|| {
-                StoreError::Internal("the copy stopped before its end; nothing was written".into())
-            })?;
-            if chunk == DumpChunk::End {
-                break;
-            }
-            if let Some(mut insert) = copy::insert::<Postgres>(&chunk) {
-                insert.build().execute(&mut *tx).await.map_err(sql_err)?;
-            }
-            copy::count(&mut summary, &chunk);
-        }
+        let summary = copy::import_dump_in!(Postgres, tx, source, self.shown);
         // Ids were copied verbatim: move each identity past them.
         for table in Table::ALL.into_iter().filter(|t| t.has_identity()) {
             let name = table.name();
@@ -521,57 +478,13 @@ impl Store for PostgresStore {
             .await
             .map_err(sql_err)?;
 
-        let given: Vec<&str> = charges
-            .iter()
-            .filter_map(|c| c.number.as_ref().map(ChargeNumber::as_str))
-            .collect();
-        let mut stored = HashMap::new();
-        for chunk in given.chunks(IMPORT_CHUNK) {
-            for row in Sql::stored_intakes(chunk)
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(sql_err)?
-            {
-                let (number, intake) = IntakeRow::read(&row).map_err(sql_err)?.into_intake()?;
-                stored.insert(number, intake);
-            }
-        }
-        let max_generated: Option<String> =
-            sqlx::query_scalar("SELECT max(number) FROM charges WHERE number ~ '^I[0-9]{8}$'")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(sql_err)?;
-
-        let plan = chargegate_core::import::plan(charges, &stored, max_generated.as_deref(), now);
-        if !plan.conflicts.is_empty() {
-            tx.rollback().await.map_err(sql_err)?;
-            return Ok(ImportOutcome::Refused(plan.conflicts));
-        }
-
-        let mut done = plan.skipped as u64;
-        for chunk in plan.rows.chunks(IMPORT_CHUNK) {
-            let inserted = Sql::insert_charges(chunk)
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(sql_err)?
-                .iter()
-                .map(rows::id_and_status)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(sql_err)?;
-            Sql::import_history(&inserted, now.unix())
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(sql_err)?;
-            done += chunk.len() as u64;
-            progress(done);
-        }
-        tx.commit().await.map_err(sql_err)?;
-        Ok(ImportOutcome::Imported(ImportSummary {
-            added: plan.rows.len() as u64,
-            skipped: plan.skipped as u64,
-        }))
+        sql::import_charges_in!(
+            Postgres,
+            tx,
+            charges,
+            now,
+            progress,
+            "SELECT max(number) FROM charges WHERE number ~ '^I[0-9]{8}$'"
+        )
     }
 }

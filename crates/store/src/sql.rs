@@ -275,3 +275,73 @@ where
         q
     }
 }
+
+/// The body of `Store::import_charges` once a backend has opened its write transaction
+/// `$tx`: read the stored charges the import names and the highest generated number
+/// (`$max_generated_sql`), plan, write in chunks, commit.
+///
+/// A macro rather than a generic function: with the database as a type parameter, sqlx's
+/// argument types are invariant in their lifetime, which rules out running parameterised
+/// queries generically; expanded for a concrete database, the same code compiles.
+macro_rules! import_charges_in {
+    ($db:ty, $tx:ident, $charges:expr, $now:expr, $progress:expr, $max_generated_sql:expr) => {{
+        use $crate::error::from_sqlx;
+        use $crate::sql::{IMPORT_CHUNK, Statements};
+        let (charges, now, progress) = ($charges, $now, $progress);
+        let given: Vec<&str> = charges
+            .iter()
+            .filter_map(|c: &NewCharge| c.number.as_ref().map(|n| n.as_str()))
+            .collect();
+        let mut stored = std::collections::HashMap::new();
+        for chunk in given.chunks(IMPORT_CHUNK) {
+            for row in Statements::<$db>::stored_intakes(chunk)
+                .build()
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(from_sqlx)?
+            {
+                let (number, intake) = $crate::rows::IntakeRow::read(&row)
+                    .map_err(from_sqlx)?
+                    .into_intake()?;
+                stored.insert(number, intake);
+            }
+        }
+        let max_generated: Option<String> = sqlx::query_scalar($max_generated_sql)
+            .fetch_one(&mut *$tx)
+            .await
+            .map_err(from_sqlx)?;
+
+        let plan = chargegate_core::import::plan(charges, &stored, max_generated.as_deref(), now);
+        if !plan.conflicts.is_empty() {
+            $tx.rollback().await.map_err(from_sqlx)?;
+            return Ok(ImportOutcome::Refused(plan.conflicts));
+        }
+        let mut done = plan.skipped as u64;
+        for chunk in plan.rows.chunks(IMPORT_CHUNK) {
+            let inserted = Statements::<$db>::insert_charges(chunk)
+                .build()
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(from_sqlx)?
+                .iter()
+                .map($crate::rows::id_and_status)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(from_sqlx)?;
+            Statements::<$db>::import_history(&inserted, now.unix())
+                .build()
+                .execute(&mut *$tx)
+                .await
+                .map_err(from_sqlx)?;
+            done += chunk.len() as u64;
+            progress(done);
+        }
+        $tx.commit().await.map_err(from_sqlx)?;
+        Ok(ImportOutcome::Imported(
+            chargegate_core::store::ImportSummary {
+                added: plan.rows.len() as u64,
+                skipped: plan.skipped as u64,
+            },
+        ))
+    }};
+}
+pub(crate) use import_charges_in;

@@ -8,19 +8,18 @@
 //! fairer than spinning on `SQLITE_BUSY`), reads through a pool of their own, which WAL
 //! lets run beside the writer.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use chargegate_core::batch::{Batch, Snapshot, Verdict};
 use chargegate_core::charge::{Charge, StatusGroup};
 use chargegate_core::clock::Timestamp;
-use chargegate_core::dump::{CHUNK_ROWS, CopySummary, DumpChunk, DumpSink, DumpSource};
+use chargegate_core::dump::{CopySummary, DumpChunk, DumpSink, DumpSource};
 use chargegate_core::store::{
-    AttemptPermit, ImportOutcome, ImportSummary, ListQuery, LoginPolicy, LoginUser, NewCharge,
-    NewOperator, NewToken, NewUser, Operator, Store, StoreError, StoreResult, TokenRecord,
+    AttemptPermit, ImportOutcome, ListQuery, LoginPolicy, LoginUser, NewCharge, NewOperator,
+    NewToken, NewUser, Operator, Store, StoreError, StoreResult, TokenRecord,
 };
-use chargegate_core::text::{ChargeNumber, OperatorCode, Username};
+use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::TokenHash;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -28,14 +27,14 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqliteConnection};
 
 use crate::StoreOptions;
-use crate::copy::{self, IS_EMPTY_SQL, Table};
+use crate::copy::{self, IS_EMPTY_SQL};
 use crate::error::from_sqlx;
 use crate::migrations::{self, migrator};
 use crate::rows::{
-    self, CHARGE_COLUMNS, ChargeRow, IntakeRow, LOGIN_USER_COLUMNS, OPERATOR_COLUMNS, StateRow,
-    TOKEN_COLUMNS, TOKEN_RETENTION_SECONDS,
+    self, CHARGE_COLUMNS, ChargeRow, LOGIN_USER_COLUMNS, OPERATOR_COLUMNS, StateRow, TOKEN_COLUMNS,
+    TOKEN_RETENTION_SECONDS,
 };
-use crate::sql::{self, Applied, IMPORT_CHUNK, Statements};
+use crate::sql::{self, Applied, Statements};
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -398,55 +397,13 @@ impl Store for SqliteStore {
         // One read transaction: in WAL mode its snapshot holds across every statement, so
         // the copy is consistent even while a server keeps writing.
         let mut tx = self.reader.begin().await.map_err(sql_err)?;
-        for table in Table::ALL {
-            let mut after = i64::MIN;
-            loop {
-                let rows = table
-                    .select_page::<Sqlite>(after)
-                    .build()
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(sql_err)?;
-                if rows.is_empty() {
-                    break;
-                }
-                let next = table.last_key(&rows).map_err(sql_err)?;
-                sink.send(table.read(&rows).map_err(sql_err)?).await?;
-                match next {
-                    Some(key) if rows.len() == CHUNK_ROWS => after = key,
-                    _ => break,
-                }
-            }
-        }
-        tx.rollback().await.map_err(sql_err)?;
-        sink.send(DumpChunk::End).await
+        copy::export_tables::<Sqlite>(&mut tx, sink).await?;
+        tx.rollback().await.map_err(sql_err)
     }
 
     async fn import_dump(&self, source: &mut dyn DumpSource) -> StoreResult<CopySummary> {
         let mut tx = self.begin_write().await?;
-        let empty: bool = sqlx::query_scalar(IS_EMPTY_SQL)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(sql_err)?;
-        if !empty {
-            return Err(StoreError::Conflict(format!(
-                "the target database {} is not empty",
-                self.path.display()
-            )));
-        }
-        let mut summary = CopySummary::new();
-        loop {
-            let chunk = source.next().await.ok_or_else(|| {
-                StoreError::Internal("the copy stopped before its end; nothing was written".into())
-            })?;
-            if chunk == DumpChunk::End {
-                break;
-            }
-            if let Some(mut insert) = copy::insert::<Sqlite>(&chunk) {
-                insert.build().execute(&mut *tx).await.map_err(sql_err)?;
-            }
-            copy::count(&mut summary, &chunk);
-        }
+        let summary = copy::import_dump_in!(Sqlite, tx, source, self.path.display());
         tx.commit().await.map_err(sql_err)?;
         Ok(summary)
     }
@@ -458,62 +415,15 @@ impl Store for SqliteStore {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> StoreResult<ImportOutcome> {
         let mut tx = self.begin_write().await?;
-
-        // Stored charges with the numbers the import names.
-        let given: Vec<&str> = charges
-            .iter()
-            .filter_map(|c| c.number.as_ref().map(ChargeNumber::as_str))
-            .collect();
-        let mut stored = HashMap::new();
-        for chunk in given.chunks(IMPORT_CHUNK) {
-            for row in Sql::stored_intakes(chunk)
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(sql_err)?
-            {
-                let (number, intake) = IntakeRow::read(&row).map_err(sql_err)?.into_intake()?;
-                stored.insert(number, intake);
-            }
-        }
-        let max_generated: Option<String> = sqlx::query_scalar(
+        sql::import_charges_in!(
+            Sqlite,
+            tx,
+            charges,
+            now,
+            progress,
             "SELECT max(number) FROM charges \
-             WHERE number GLOB 'I[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]'",
+             WHERE number GLOB 'I[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]'"
         )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(sql_err)?;
-
-        let plan = chargegate_core::import::plan(charges, &stored, max_generated.as_deref(), now);
-        if !plan.conflicts.is_empty() {
-            tx.rollback().await.map_err(sql_err)?;
-            return Ok(ImportOutcome::Refused(plan.conflicts));
-        }
-
-        let mut done = plan.skipped as u64;
-        for chunk in plan.rows.chunks(IMPORT_CHUNK) {
-            let inserted = Sql::insert_charges(chunk)
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(sql_err)?
-                .iter()
-                .map(rows::id_and_status)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(sql_err)?;
-            Sql::import_history(&inserted, now.unix())
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(sql_err)?;
-            done += chunk.len() as u64;
-            progress(done);
-        }
-        tx.commit().await.map_err(sql_err)?;
-        Ok(ImportOutcome::Imported(ImportSummary {
-            added: plan.rows.len() as u64,
-            skipped: plan.skipped as u64,
-        }))
     }
 }
 
