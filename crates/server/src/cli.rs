@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, AppState, AuthSettings};
 use crate::config::{FlagOverrides, LogFormat, Settings};
+use crate::metrics::Metrics;
 use crate::passwords::{self, Passwords};
 use crate::{csv_import, demo, telemetry};
 
@@ -52,6 +53,10 @@ enum Command {
         /// Address to listen on. [env: CHARGEGATE_LISTEN, default 127.0.0.1:8080]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Serve Prometheus metrics at GET /metrics on this separate address; off unless
+        /// given. [env: CHARGEGATE_METRICS_LISTEN]
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
         /// Create, if absent, operator `pci`, user demo/demo and a few PENDING charges.
         #[arg(long)]
         demo: bool,
@@ -134,7 +139,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve { listen, .. } => listen.clone(),
             _ => None,
         },
-        metrics_listen: None,
+        metrics_listen: match &cli.command {
+            Command::Serve { metrics_listen, .. } => metrics_listen.clone(),
+            _ => None,
+        },
         log_format: cli.log_format,
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -199,6 +207,7 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
                 lockout_seconds: settings.login_lockout,
             },
         },
+        metrics: Arc::new(Metrics::new()),
     })
 }
 
@@ -213,6 +222,14 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr().context("listener has no address")?;
+    let metrics_listener = match settings.metrics_listen.as_str() {
+        "" => None,
+        metrics_listen => Some(
+            TcpListener::bind(metrics_listen)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {metrics_listen}"))?,
+        ),
+    };
     tracing::info!(
         %address,
         database = %chargegate_store::redact(&settings.database_url),
@@ -229,9 +246,35 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         );
     }
     let state = app_state(store, &settings)?;
-    app::serve(listener, state, shutdown_signal())
-        .await
-        .context("server failed")?;
+
+    // The metrics listener keeps answering while requests in flight finish, and stops
+    // after the API.
+    let (stop_metrics, metrics_stop) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = match metrics_listener {
+        Some(metrics_listener) => {
+            let address = metrics_listener
+                .local_addr()
+                .context("metrics listener has no address")?;
+            tracing::info!(%address, "metrics serving at /metrics");
+            let stopped = async {
+                let _ = metrics_stop.await;
+            };
+            Some(tokio::spawn(app::serve_metrics(
+                metrics_listener,
+                state.metrics.clone(),
+                stopped,
+            )))
+        }
+        None => None,
+    };
+    let served = app::serve(listener, state, shutdown_signal()).await;
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics_task {
+        task.await
+            .context("metrics listener stopped")?
+            .context("metrics listener failed")?;
+    }
+    served.context("server failed")?;
     tracing::info!("chargegate stopped");
     Ok(())
 }

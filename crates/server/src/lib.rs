@@ -10,5 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod csv_import;
 pub mod demo;
+pub mod metrics;
 pub mod passwords;
 pub mod telemetry;

@@ -100,6 +100,7 @@ pub async fn login(
     let Some((operator, user)) = names else {
         // No account can have such names; nothing to protect, so nothing to count.
         state.passwords.verify(None, password.to_owned()).await;
+        state.metrics.login_failed();
         return Err(invalid_credentials());
     };
 
@@ -108,6 +109,7 @@ pub async fn login(
         .begin_login_attempt(organisation, username, now, policy)
         .await?
     {
+        state.metrics.login_locked_out();
         let wait = (until.unix() - now.unix()).max(1);
         tracing::warn!(%operator, "login refused: too many consecutive failures");
         return Err(ApiError {
@@ -129,6 +131,7 @@ pub async fn login(
         .await?;
     let Some(user) = found.filter(|_| accepted) else {
         tracing::info!(%operator, "login refused");
+        state.metrics.login_failed();
         return Err(invalid_credentials());
     };
 

@@ -1,6 +1,8 @@
 //! `netflix/charges/{accept,decline,acknowledge}` (one batch mechanism for the three) and
 //! `netflix/charges/list`.
 
+use std::time::Instant;
+
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -164,7 +166,11 @@ async fn batch(
         at: Timestamp::now(),
         items,
     };
-    let verdicts = state.store.apply_batch(&batch).await?;
+    let started = Instant::now();
+    let verdicts = state.store.apply_batch(&batch).await;
+    state.metrics.batch_transaction(method, started.elapsed());
+    let verdicts = verdicts?;
+    state.metrics.items_judged(method, &verdicts);
 
     let failed: Vec<FailedItem<'_>> = batch
         .items

@@ -63,7 +63,10 @@ pub fn router(state: AppState) -> Router {
     // Inner to outer: a panic becomes a 500 in our envelope, which the context layer
     // then tags with the request id and logs like any other response.
     .layer(CatchPanicLayer::custom(panicked))
-    .layer(middleware::from_fn(context::track))
+    .layer(middleware::from_fn_with_state(
+        state.metrics.clone(),
+        context::track,
+    ))
     .with_state(state)
 }
 

@@ -1,0 +1,185 @@
+//! Running chargegate in production, through the real binary: metrics on their own
+//! listener, JSON logs without secrets, backups of a live database, and graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod process;
+
+use process::*;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct-horse-battery-staple";
+
+async fn scrape(client: &reqwest::Client, server: &mut Server) -> String {
+    let response = client
+        .get(format!("{}/metrics", server.metrics_base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    response.text().await.unwrap()
+}
+
+/// The value of one series (`name{labels}`) in a scrape.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener_and_count_items_by_outcome() {
+    let d = Workdir::new();
+    d.setup(PASSWORD, &[("I1", "c1"), ("I2", "c2")]);
+    let mut server = d.serve(
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[("CHARGEGATE_LOGIN_MAX_FAILURES", "2")],
+    );
+    let client = reqwest::Client::new();
+    let token = token(&client, &server, PASSWORD).await;
+
+    let answer = decline(&client, &server, &token, &[("I1", "c1"), ("I404", "c1")]).await;
+    assert_eq!(
+        answer.body["data"]["failed_charges_set"][0]["error_code"],
+        "CHARGE_NOT_FOUND"
+    );
+    let answer = decline(&client, &server, &token, &[("I2", "nobody")]).await;
+    assert_eq!(
+        answer.body["data"]["failed_charges_set"][0]["error_code"],
+        "CUSTOMER_MISMATCH"
+    );
+
+    // Wrong passwords for another name until it is locked out.
+    let mut refused = 0;
+    let mut locked = 0;
+    for _ in 0..5 {
+        match login(&client, &server, "mallory", "guess").await.status {
+            401 => refused += 1,
+            429 => locked += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        refused >= 1 && locked >= 1,
+        "{refused} refused, {locked} locked out"
+    );
+
+    // The API's listener does not serve metrics.
+    let on_api = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(on_api.status(), 404);
+    let body: Value = on_api.json().await.unwrap();
+    assert_eq!(body["status"]["code"], "NOT_FOUND");
+    assert_eq!(body["data"], json!({}));
+
+    let text = scrape(&client, &mut server).await;
+    let decline_route = format!("{V2}/netflix/charges/decline");
+    for (series, value) in [
+        (
+            r#"chargegate_charge_items_total{method="decline",outcome="ok"}"#.to_owned(),
+            1.0,
+        ),
+        (
+            r#"chargegate_charge_items_total{method="decline",outcome="CHARGE_NOT_FOUND"}"#
+                .to_owned(),
+            1.0,
+        ),
+        (
+            r#"chargegate_charge_items_total{method="decline",outcome="CUSTOMER_MISMATCH"}"#
+                .to_owned(),
+            1.0,
+        ),
+        (
+            r#"chargegate_charge_items_total{method="accept",outcome="ok"}"#.to_owned(),
+            0.0,
+        ),
+        (
+            format!(r#"chargegate_http_requests_total{{route="{decline_route}",status="200"}}"#),
+            2.0,
+        ),
+        (
+            format!(
+                r#"chargegate_http_requests_total{{route="{V2}/authentication/token",status="401"}}"#
+            ),
+            f64::from(refused),
+        ),
+        (
+            format!(
+                r#"chargegate_http_requests_total{{route="{V2}/authentication/token",status="429"}}"#
+            ),
+            f64::from(locked),
+        ),
+        (
+            r#"chargegate_http_requests_total{route="unmatched",status="404"}"#.to_owned(),
+            1.0,
+        ),
+        (
+            format!(r#"chargegate_http_request_duration_seconds_count{{route="{decline_route}"}}"#),
+            2.0,
+        ),
+        (
+            r#"chargegate_db_transaction_duration_seconds_count{operation="decline"}"#.to_owned(),
+            2.0,
+        ),
+        (
+            "chargegate_login_failures_total".to_owned(),
+            f64::from(refused),
+        ),
+        (
+            "chargegate_login_lockouts_total".to_owned(),
+            f64::from(locked),
+        ),
+        // The scrape itself is not a request of the API.
+        ("chargegate_http_requests_in_flight".to_owned(), 0.0),
+    ] {
+        assert_eq!(sample(&text, &series), Some(value), "{series} in\n{text}");
+    }
+    // The exact line an alert would match.
+    assert!(
+        text.lines().any(|l| l
+            == r#"chargegate_charge_items_total{method="decline",outcome="CHARGE_NOT_FOUND"} 1"#),
+        "{text}"
+    );
+    for token_or_secret in [token.as_str(), PASSWORD, "guess"] {
+        assert!(!text.contains(token_or_secret));
+    }
+
+    // The metrics listener serves nothing else.
+    let other = client
+        .get(format!("{}{V2}/openapi.json", server.metrics_base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}
+
+#[tokio::test]
+async fn metrics_are_off_unless_a_metrics_listener_is_configured() {
+    let d = Workdir::new();
+    d.setup(PASSWORD, &[]);
+    let mut server = d.serve(&[], &[]);
+    let client = reqwest::Client::new();
+    let on_api = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(on_api.status(), 404);
+    server.sigterm();
+    assert!(server.wait().success());
+    let log = server.log();
+    assert!(!log.iter().any(|l| l.contains("metrics")), "{log:#?}");
+
+    // The environment variable turns it on as the flag does.
+    let mut server = d.serve(&[], &[("CHARGEGATE_METRICS_LISTEN", "127.0.0.1:0")]);
+    let text = scrape(&client, &mut server).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"chargegate_charge_items_total{method="accept",outcome="ok"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+}
