@@ -183,3 +183,64 @@ async fn metrics_are_off_unless_a_metrics_listener_is_configured() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_request_with_its_id_and_never_a_secret() {
+    let d = Workdir::new();
+    d.setup(PASSWORD, &[("I1", "c1")]);
+    let mut server = d.serve(&["--log-format", "json"], &[]);
+    let client = reqwest::Client::new();
+    let logged_in = login(&client, &server, "billing", PASSWORD).await;
+    assert_eq!(logged_in.code(), "OK");
+    let token = logged_in.body["data"]["token"].as_str().unwrap().to_owned();
+    let declined = decline(&client, &server, &token, &[("I1", "c1")]).await;
+    assert_eq!(declined.code(), "OK", "{}", declined.body);
+    let wrong = "wrong-password-7f3a";
+    let refused = login(&client, &server, "billing", wrong).await;
+    assert_eq!(refused.code(), "INVALID_CREDENTIALS");
+    server.sigterm();
+    assert!(server.wait().success());
+
+    let raw = server.log();
+    let lines: Vec<Value> = raw
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let finished = |request_id: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| l["message"] == "request finished" && l["span"]["request_id"] == request_id)
+            .collect()
+    };
+
+    let decline_lines = finished(&declined.request_id);
+    assert_eq!(decline_lines.len(), 1, "{raw:#?}");
+    let line = decline_lines[0];
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["status"], 200);
+    assert!(
+        line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
+    assert_eq!(
+        line["span"]["route"],
+        format!("{V2}/netflix/charges/decline")
+    );
+    assert_eq!(line["span"]["method"], "POST");
+    assert_eq!(line["span"]["operator"], "pci");
+
+    let refused_lines = finished(&refused.request_id);
+    assert_eq!(refused_lines.len(), 1, "{raw:#?}");
+    assert_eq!(refused_lines[0]["status"], 401);
+    assert_eq!(
+        refused_lines[0]["span"]["route"],
+        format!("{V2}/authentication/token")
+    );
+    assert_eq!(finished(&logged_in.request_id).len(), 1);
+
+    for line in &raw {
+        for secret in [token.as_str(), PASSWORD, wrong, "$argon2"] {
+            assert!(!line.contains(secret), "{secret:?} logged: {line}");
+        }
+    }
+}
