@@ -11,7 +11,7 @@ use chargegate_core::Store;
 use chargegate_core::money::Currency;
 use chargegate_core::store::{LoginPolicy, NewOperator, NewUser, StoreError};
 use chargegate_core::text::{OperatorCode, Username};
-use chargegate_store::{DatabaseUrl, StoreOptions};
+use chargegate_store::{DatabaseUrl, SqliteStore, StoreOptions};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
@@ -75,6 +75,12 @@ enum Command {
     /// Show configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write a consistent copy of the SQLite database to PATH, safe while servers run.
+    /// Never overwrites a file. (PostgreSQL: use pg_dump.)
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,17 +180,14 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Charges(ChargesCommand::Import { file }) => charges_import(&settings, &file).await,
         Command::Config(ConfigCommand::Example) => Ok(()),
+        Command::Backup { path } => backup(&settings, &path).await,
     }
 }
 
 /// Opens the configured database and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = DatabaseUrl::parse(&settings.database_url)?;
-    let options = StoreOptions {
-        max_connections: settings.db_max_connections,
-        acquire_timeout: Duration::from_secs(settings.db_timeout),
-    };
-    let store = chargegate_store::open(&url, &options)
+    let store = chargegate_store::open(&url, &store_options(settings))
         .await
         .with_context(|| format!("cannot open database {url}"))?;
     store
@@ -192,6 +195,13 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         .await
         .with_context(|| format!("cannot migrate database {url}"))?;
     Ok(store)
+}
+
+fn store_options(settings: &Settings) -> StoreOptions {
+    StoreOptions {
+        max_connections: settings.db_max_connections,
+        acquire_timeout: Duration::from_secs(settings.db_timeout),
+    }
 }
 
 /// State for a server over `store` with the given settings.
@@ -383,6 +393,31 @@ fn conflict_as_message(e: StoreError) -> anyhow::Error {
         StoreError::Conflict(m) => anyhow!(m),
         other => other.into(),
     }
+}
+
+/// `chargegate backup PATH`: `VACUUM INTO` a new file, which any server can serve as is.
+async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<()> {
+    let url = DatabaseUrl::parse(&settings.database_url)?;
+    let source = match &url {
+        DatabaseUrl::Sqlite(path) => path,
+        DatabaseUrl::Postgres(_) => {
+            bail!("backup copies SQLite databases; back up PostgreSQL with pg_dump")
+        }
+    };
+    // Opening would create a missing database; a backup of nothing is a mistake.
+    if !source.is_file() {
+        bail!("no SQLite database at {}", source.display());
+    }
+    let store = SqliteStore::open(source, &store_options(settings))
+        .await
+        .with_context(|| format!("cannot open database {url}"))?;
+    store
+        .backup(target)
+        .await
+        .map_err(conflict_as_message)
+        .with_context(|| format!("cannot back up {url} to {}", target.display()))?;
+    println!("backed up {url} to {}", target.display());
+    Ok(())
 }
 
 async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> {

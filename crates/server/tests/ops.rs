@@ -42,14 +42,20 @@ async fn metrics_are_served_on_their_own_listener_and_count_items_by_outcome() {
         &[("CHARGEGATE_LOGIN_MAX_FAILURES", "2")],
     );
     let client = reqwest::Client::new();
-    let token = token(&client, &server, PASSWORD).await;
+    let token = billing_token(&client, &server.base, PASSWORD).await;
 
-    let answer = decline(&client, &server, &token, &[("I1", "c1"), ("I404", "c1")]).await;
+    let answer = decline(
+        &client,
+        &server.base,
+        &token,
+        &[("I1", "c1"), ("I404", "c1")],
+    )
+    .await;
     assert_eq!(
         answer.body["data"]["failed_charges_set"][0]["error_code"],
         "CHARGE_NOT_FOUND"
     );
-    let answer = decline(&client, &server, &token, &[("I2", "nobody")]).await;
+    let answer = decline(&client, &server.base, &token, &[("I2", "nobody")]).await;
     assert_eq!(
         answer.body["data"]["failed_charges_set"][0]["error_code"],
         "CUSTOMER_MISMATCH"
@@ -59,7 +65,10 @@ async fn metrics_are_served_on_their_own_listener_and_count_items_by_outcome() {
     let mut refused = 0;
     let mut locked = 0;
     for _ in 0..5 {
-        match login(&client, &server, "mallory", "guess").await.status {
+        match login(&client, &server.base, "mallory", "guess")
+            .await
+            .status
+        {
             401 => refused += 1,
             429 => locked += 1,
             other => panic!("unexpected {other}"),
@@ -190,13 +199,13 @@ async fn json_logs_have_one_line_per_request_with_its_id_and_never_a_secret() {
     d.setup(PASSWORD, &[("I1", "c1")]);
     let mut server = d.serve(&["--log-format", "json"], &[]);
     let client = reqwest::Client::new();
-    let logged_in = login(&client, &server, "billing", PASSWORD).await;
+    let logged_in = login(&client, &server.base, "billing", PASSWORD).await;
     assert_eq!(logged_in.code(), "OK");
     let token = logged_in.body["data"]["token"].as_str().unwrap().to_owned();
-    let declined = decline(&client, &server, &token, &[("I1", "c1")]).await;
+    let declined = decline(&client, &server.base, &token, &[("I1", "c1")]).await;
     assert_eq!(declined.code(), "OK", "{}", declined.body);
     let wrong = "wrong-password-7f3a";
-    let refused = login(&client, &server, "billing", wrong).await;
+    let refused = login(&client, &server.base, "billing", wrong).await;
     assert_eq!(refused.code(), "INVALID_CREDENTIALS");
     server.sigterm();
     assert!(server.wait().success());
@@ -243,4 +252,206 @@ async fn json_logs_have_one_line_per_request_with_its_id_and_never_a_secret() {
             assert!(!line.contains(secret), "{secret:?} logged: {line}");
         }
     }
+}
+
+/// `(I001, c1)`, `(I002, c2)`, …
+fn numbered(n: usize) -> Vec<(String, String)> {
+    (1..=n)
+        .map(|i| (format!("I{i:03}"), format!("c{i}")))
+        .collect()
+}
+
+fn as_refs(charges: &[(String, String)]) -> Vec<(&str, &str)> {
+    charges
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect()
+}
+
+/// Every charge of the operator in a group, as `(number, charge_status)`.
+async fn listed(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    group: &str,
+) -> Vec<(String, String)> {
+    let page: Value = client
+        .get(format!(
+            "{base}{V2}/netflix/charges/list?token={token}&charge_status={group}&number_of_results=50&offset=0"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["data"]["charges_set"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|c| {
+            (
+                c["number"].as_str().unwrap().to_owned(),
+                c["charge_status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every declined charge has its decision and its history row, and nothing else does.
+async fn assert_decisions_are_whole(db: &std::path::Path) -> i64 {
+    let declined = count(db, "SELECT count(*) FROM charges WHERE status = 'DECLINED'").await;
+    let decisions = count(
+        db,
+        "SELECT count(*) FROM decisions WHERE method = 'decline'",
+    )
+    .await;
+    let history = count(
+        db,
+        "SELECT count(*) FROM charge_history WHERE event = 'decline'",
+    )
+    .await;
+    let matched = count(
+        db,
+        "SELECT count(*) FROM charges c JOIN decisions d ON d.charge_id = c.id \
+         JOIN charge_history h ON h.charge_id = c.id AND h.event = 'decline' \
+         WHERE c.status = 'DECLINED' AND c.set_as_declined_on IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        (decisions, history, matched),
+        (declined, declined, declined),
+        "{}",
+        db.display()
+    );
+    declined
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_the_server_writes_is_served_by_a_fresh_server() {
+    let d = Workdir::new();
+    let charges = numbered(40);
+    let charges = as_refs(&charges);
+    d.setup(PASSWORD, &charges);
+    let server = d.serve(&[], &[]);
+    let client = reqwest::Client::new();
+    let token = billing_token(&client, &server.base, PASSWORD).await;
+
+    let (before, during) = charges.split_at(10);
+    let answer = decline(&client, &server.base, &token, before).await;
+    assert_eq!(answer.body["data"], json!({}), "{}", answer.body);
+
+    // One decline per call keeps the server writing; the backup starts after the first.
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let writer = {
+        let (client, base, token) = (client.clone(), server.base.clone(), token.clone());
+        let during: Vec<(String, String)> = during
+            .iter()
+            .map(|(n, c)| ((*n).to_owned(), (*c).to_owned()))
+            .collect();
+        tokio::spawn(async move {
+            let mut started_tx = Some(started_tx);
+            let mut answers = Vec::new();
+            for (number, customer) in &during {
+                let answer = decline(&client, &base, &token, &[(number, customer)]).await;
+                answers.push((answer.status, answer.body));
+                if let Some(tx) = started_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+            answers
+        })
+    };
+    started.await.unwrap();
+    let copy = d.path("copy.db");
+    let mut backup = d.command(&["backup", copy.to_str().unwrap()]);
+    let out = tokio::task::spawn_blocking(move || backup.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("backed up"));
+
+    for (status, body) in writer.await.unwrap() {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"], json!({}), "{body}");
+    }
+    assert_eq!(
+        assert_decisions_are_whole(&d.path("chargegate.db")).await,
+        40
+    );
+
+    // The copy is whole, holds the decisions made before it, and nothing half-done.
+    assert_eq!(
+        count(
+            &copy,
+            "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"
+        )
+        .await,
+        1
+    );
+    let declined_in_copy = assert_decisions_are_whole(&copy).await;
+    assert!((10..=40).contains(&declined_in_copy), "{declined_in_copy}");
+
+    // A fresh server on the copy serves those decisions.
+    let restored = d.serve(
+        &["--database", &format!("sqlite://{}", copy.display())],
+        &[],
+    );
+    let restored_token = billing_token(&client, &restored.base, PASSWORD).await;
+    let processed = listed(&client, &restored.base, &restored_token, "PROCESSED").await;
+    assert_eq!(processed.len() as i64, declined_in_copy);
+    for (number, _) in before {
+        assert!(
+            processed.contains(&((*number).to_owned(), "DECLINED".to_owned())),
+            "{number} in {processed:?}"
+        );
+    }
+    let pending = listed(&client, &restored.base, &restored_token, "NOT_PROCESSED").await;
+    assert_eq!(pending.len() as i64 + declined_in_copy, 40);
+}
+
+#[test]
+fn backup_never_overwrites_and_refuses_what_it_cannot_copy() {
+    let d = Workdir::new();
+    // No database yet: nothing to copy, and none is created.
+    let out = d.run(&["backup", "copy.db"], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no SQLite database"), "{err}");
+    assert!(!d.path("chargegate.db").exists() && !d.path("copy.db").exists());
+
+    d.setup(PASSWORD, &[("I1", "c1")]);
+    std::fs::write(d.path("taken.db"), "precious").unwrap();
+    let out = d.run(&["backup", "taken.db"], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(d.path("taken.db")).unwrap(),
+        "precious"
+    );
+
+    let out = d.run(
+        &[
+            "--database",
+            "postgres://app@localhost/charges",
+            "backup",
+            "pg.db",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("pg_dump"), "{err}");
+    assert!(!d.path("pg.db").exists());
+
+    d.ok(&["backup", "copy.db"], "");
+    assert!(d.path("copy.db").is_file());
 }

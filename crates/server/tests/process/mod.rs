@@ -275,23 +275,18 @@ pub async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Answer {
     }
 }
 
-pub async fn login(
-    client: &reqwest::Client,
-    server: &Server,
-    username: &str,
-    password: &str,
-) -> Answer {
+pub async fn login(client: &reqwest::Client, base: &str, username: &str, password: &str) -> Answer {
     post(
         client,
-        &server.url(&format!("{V2}/authentication/token")),
+        &format!("{base}{V2}/authentication/token"),
         &json!({"username": username, "password": password, "organisation": "pci"}),
     )
     .await
 }
 
 /// Logs in as `billing` and returns the token.
-pub async fn token(client: &reqwest::Client, server: &Server, password: &str) -> String {
-    let answer = login(client, server, "billing", password).await;
+pub async fn billing_token(client: &reqwest::Client, base: &str, password: &str) -> String {
+    let answer = login(client, base, "billing", password).await;
     assert_eq!(answer.code(), "OK", "{}", answer.body);
     answer.body["data"]["token"].as_str().unwrap().to_owned()
 }
@@ -306,13 +301,13 @@ pub fn items(charges: &[(&str, &str)]) -> Value {
 
 pub async fn decline(
     client: &reqwest::Client,
-    server: &Server,
+    base: &str,
     token: &str,
     charges: &[(&str, &str)],
 ) -> Answer {
     post(
         client,
-        &server.url(&format!("{V2}/netflix/charges/decline")),
+        &format!("{base}{V2}/netflix/charges/decline"),
         &json!({"token": token, "declined_charges_set": items(charges)}),
     )
     .await
