@@ -455,3 +455,85 @@ fn backup_never_overwrites_and_refuses_what_it_cannot_copy() {
     d.ok(&["backup", "copy.db"], "");
     assert!(d.path("copy.db").is_file());
 }
+
+#[tokio::test]
+async fn sigterm_lets_batch_calls_in_flight_finish_and_exits_cleanly() {
+    use sqlx::Connection;
+
+    const CALLS: usize = 4;
+    const PER_CALL: usize = 25;
+    let d = Workdir::new();
+    let charges = numbered(CALLS * PER_CALL);
+    d.setup(PASSWORD, &as_refs(&charges));
+    // Waits for the database longer than this test can take, so no call gives up.
+    let mut server = d.serve(
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[("CHARGEGATE_DB_TIMEOUT", "600")],
+    );
+    let client = reqwest::Client::new();
+    let token = billing_token(&client, &server.base, PASSWORD).await;
+
+    // Hold SQLite's write lock, so every call stays in flight inside its transaction.
+    let mut holder = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(d.path("chargegate.db")),
+    )
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let calls: Vec<_> = charges
+        .chunks(PER_CALL)
+        .map(|chunk| {
+            let (client, base, token) = (client.clone(), server.base.clone(), token.clone());
+            let chunk = chunk.to_vec();
+            tokio::spawn(async move { decline(&client, &base, &token, &as_refs(&chunk)).await })
+        })
+        .collect();
+
+    // Every call has reached the server (a bounded wait on its own count, not a timing).
+    let mut in_flight = None;
+    for _ in 0..600 {
+        let text = scrape(&client, &mut server).await;
+        in_flight = sample(&text, "chargegate_http_requests_in_flight");
+        if in_flight == Some(CALLS as f64) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_flight, Some(CALLS as f64));
+
+    server.sigterm();
+    server.await_log("shutting down");
+    // Nothing was applied yet: the calls are all waiting for the lock.
+    assert_eq!(
+        count(
+            &d.path("chargegate.db"),
+            "SELECT count(*) FROM charges WHERE status = 'DECLINED'"
+        )
+        .await,
+        0
+    );
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+
+    for call in calls {
+        let answer = call.await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["data"], json!({}), "{}", answer.body);
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.wait();
+        (status, server.log())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{:?}\n{:#?}", status.0, status.1);
+    assert!(status.1.iter().any(|l| l.contains("chargegate stopped")));
+
+    // Every charge of every answered call is decided, each with its decision and history.
+    let declined = assert_decisions_are_whole(&d.path("chargegate.db")).await;
+    assert_eq!(declined, (CALLS * PER_CALL) as i64);
+}

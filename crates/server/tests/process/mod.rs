@@ -170,26 +170,27 @@ fn address_in(line: &str) -> Option<String> {
 }
 
 impl Server {
-    /// Waits for the log line containing `message` and returns its `address`.
-    fn await_address(&mut self, message: &str) -> String {
-        if let Some(address) = self
-            .seen
-            .iter()
-            .find(|l| l.contains(message))
-            .and_then(|l| address_in(l))
-        {
-            return address;
+    /// Waits for a log line containing `needle` (or finds it among those already read).
+    pub fn await_log(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
         }
         loop {
             let line = self
                 .lines
                 .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("the server never logged {message:?}: {:?}", self.seen));
+                .unwrap_or_else(|_| panic!("the server never logged {needle:?}: {:?}", self.seen));
             self.seen.push(line.clone());
-            if line.contains(message) {
-                return address_in(&line).unwrap_or_else(|| panic!("no address in {line}"));
+            if line.contains(needle) {
+                return line;
             }
         }
+    }
+
+    /// The `address` of the log line containing `message`.
+    fn await_address(&mut self, message: &str) -> String {
+        let line = self.await_log(message);
+        address_in(&line).unwrap_or_else(|| panic!("no address in {line}"))
     }
 
     /// `http://ADDR` of the metrics listener, from its log line.
