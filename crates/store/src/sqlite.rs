@@ -161,6 +161,13 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(format!("flushing the backup stopped: {e}")))?
             .map_err(|e| StoreError::Unavailable(format!("cannot flush the backup to disk: {e}")))
     }
+
+    /// Closes every connection; later calls answer `Unavailable`. For tests of what a
+    /// server does when its database is gone.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
 }
 
 fn charge_row(r: &SqliteRow) -> Result<ChargeRow, sqlx::Error> {
