@@ -76,7 +76,9 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Write a consistent copy of the SQLite database to PATH, safe while servers run.
-    /// Never overwrites a file. (PostgreSQL: use pg_dump.)
+    ///
+    /// The copy is one snapshot, flushed to disk, that any server can serve as is. An
+    /// existing file is never overwritten. For PostgreSQL, use pg_dump.
     Backup {
         /// Where to write the copy; must not exist yet.
         path: PathBuf,
