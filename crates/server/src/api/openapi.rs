@@ -12,9 +12,6 @@
 //! The document is served at `GET /crmapi/rest/v2/openapi.json` and checked in as
 //! `openapi.json` at the repository root; a test fails when the two drift apart.
 
-// Documentation types describe JSON; the server never builds them.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 
 use chargegate_core::batch::ItemErrorCode as ItemCode;
@@ -273,16 +270,16 @@ impl ToSchema for Charge {}
 pub struct LoginRequest {
     /// The user's name within its operator.
     #[schema(examples("demo"))]
-    username: String,
+    pub username: String,
     /// The user's password.
     #[schema(examples("demo"))]
-    password: String,
+    pub password: String,
     /// The operator's code (CRM.COM calls the operator an organisation).
     #[schema(examples("pci"))]
-    organisation: String,
+    pub organisation: String,
     /// CRM.COM's business unit: accepted and ignored.
     #[schema(nullable = false)]
-    unit: Option<String>,
+    pub unit: Option<String>,
 }
 
 /// Body of `authentication/token/release`.
@@ -290,7 +287,7 @@ pub struct LoginRequest {
 pub struct ReleaseRequest {
     /// The token to revoke; may come as `Authorization: Bearer` instead.
     #[schema(nullable = false)]
-    token: Option<String>,
+    pub token: Option<String>,
 }
 
 /// One charge of a batch call's set.
@@ -298,16 +295,16 @@ pub struct ReleaseRequest {
 pub struct ChargeItem {
     /// The charge's number.
     #[schema(min_length = 1, max_length = 64, examples("I00002706"))]
-    number: String,
+    pub number: String,
     /// The customer the charge must belong to.
     #[schema(min_length = 1, max_length = 128, examples("pci155"))]
-    billing_system_customer_identifier: String,
+    pub billing_system_customer_identifier: String,
     /// The caller's own reference, for reconciliation and safe retries: unique per
     /// operator within the method (among accepts, among declines, among
     /// acknowledgements). A repeat of a call with the same references changes nothing
     /// and succeeds.
     #[schema(min_length = 1, max_length = 128, examples("R-1"))]
-    reference_number: Option<String>,
+    pub reference_number: Option<String>,
 }
 
 /// Body of `netflix/charges/accept`.
@@ -315,10 +312,10 @@ pub struct ChargeItem {
 pub struct AcceptRequest {
     /// The token; may come as `Authorization: Bearer` instead.
     #[schema(nullable = false)]
-    token: Option<String>,
+    pub token: Option<String>,
     /// The charges to accept (bill the customer): `PENDING` ones become `APPROVED`.
     #[schema(min_items = 1, max_items = 50)]
-    accepted_charges_set: Vec<ChargeItem>,
+    pub accepted_charges_set: Vec<ChargeItem>,
 }
 
 /// Body of `netflix/charges/decline`.
@@ -326,11 +323,11 @@ pub struct AcceptRequest {
 pub struct DeclineRequest {
     /// The token; may come as `Authorization: Bearer` instead.
     #[schema(nullable = false)]
-    token: Option<String>,
+    pub token: Option<String>,
     /// The charges to decline (the Netflix subscription ends): `PENDING` ones become
     /// `DECLINED`.
     #[schema(min_items = 1, max_items = 50)]
-    declined_charges_set: Vec<ChargeItem>,
+    pub declined_charges_set: Vec<ChargeItem>,
 }
 
 /// Body of `netflix/charges/acknowledge`.
@@ -338,11 +335,11 @@ pub struct DeclineRequest {
 pub struct AcknowledgeRequest {
     /// The token; may come as `Authorization: Bearer` instead.
     #[schema(nullable = false)]
-    token: Option<String>,
+    pub token: Option<String>,
     /// The charges the operator has seen in their current status: they leave
     /// `charges/list` until their status changes.
     #[schema(min_items = 1, max_items = 50)]
-    acknowledged_charges_set: Vec<ChargeItem>,
+    pub acknowledged_charges_set: Vec<ChargeItem>,
 }
 
 /// The optional `X-Request-Id` request header, accepted by every method.
