@@ -37,11 +37,15 @@ async fn main() {
     } else {
         target.clone()
     };
-    let store = chargegate_store::open(&DatabaseUrl::parse(&url).unwrap(), &StoreOptions::default())
-        .await
-        .unwrap();
+    let store =
+        chargegate_store::open(&DatabaseUrl::parse(&url).unwrap(), &StoreOptions::default())
+            .await
+            .unwrap();
     store.migrate().await.unwrap();
-    assert!(store.is_empty().await.unwrap(), "the load test needs an empty database");
+    assert!(
+        store.is_empty().await.unwrap(),
+        "the load test needs an empty database"
+    );
 
     let op = store
         .create_operator(&NewOperator {
@@ -76,7 +80,10 @@ async fn main() {
         })
         .collect();
     let started = Instant::now();
-    store.import_charges(&rows, Timestamp::now(), &|_| {}).await.unwrap();
+    store
+        .import_charges(&rows, Timestamp::now(), &|_| {})
+        .await
+        .unwrap();
     let import_time = started.elapsed();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -85,6 +92,7 @@ async fn main() {
         store,
         passwords: Arc::new(Passwords::new(2).unwrap()),
         auth: AuthSettings::default(),
+        metrics: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app::serve(listener, state, async move {
@@ -148,12 +156,28 @@ async fn main() {
     let elapsed = started.elapsed();
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
-    println!("backend           {}", if target == "sqlite" { "sqlite" } else { "postgres" });
-    println!("charges           {charges} (imported in {:.2?})", import_time);
+    println!(
+        "backend           {}",
+        if target == "sqlite" {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    );
+    println!(
+        "charges           {charges} (imported in {:.2?})",
+        import_time
+    );
     println!("clients           {clients}");
     println!("calls             {} of 50 items", latencies.len());
-    println!("decided           {:.0} charges/s", charges as f64 / elapsed.as_secs_f64());
-    println!("calls             {:.0} calls/s", latencies.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "decided           {:.0} charges/s",
+        charges as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "calls             {:.0} calls/s",
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    );
     println!("latency p50       {:.2?}", pct(0.50));
     println!("latency p95       {:.2?}", pct(0.95));
     println!("latency p99       {:.2?}", pct(0.99));

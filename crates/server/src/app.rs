@@ -8,6 +8,7 @@ use chargegate_core::store::LoginPolicy;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::metrics::{self, Metrics};
 use crate::passwords::Passwords;
 
 /// What every handler can reach.
@@ -16,6 +17,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub passwords: Arc<Passwords>,
     pub auth: AuthSettings,
+    /// This server's own counts, served on the metrics listener when there is one.
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +45,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves `GET /metrics` on its own listener until `shutdown` completes.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics::router(metrics))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -11,12 +11,13 @@ use chargegate_core::Store;
 use chargegate_core::money::Currency;
 use chargegate_core::store::{LoginPolicy, NewOperator, NewUser, StoreError};
 use chargegate_core::text::{OperatorCode, Username};
-use chargegate_store::{DatabaseUrl, StoreOptions};
+use chargegate_store::{DatabaseUrl, SqliteStore, StoreOptions};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::app::{self, AppState, AuthSettings};
 use crate::config::{FlagOverrides, LogFormat, Settings};
+use crate::metrics::Metrics;
 use crate::passwords::{self, Passwords};
 use crate::{csv_import, demo, telemetry};
 
@@ -52,6 +53,10 @@ enum Command {
         /// Address to listen on. [env: CHARGEGATE_LISTEN, default 127.0.0.1:8080]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Serve Prometheus metrics at GET /metrics on this separate address; off unless
+        /// given. [env: CHARGEGATE_METRICS_LISTEN]
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
         /// Create, if absent, operator `pci`, user demo/demo and a few PENDING charges.
         #[arg(long)]
         demo: bool,
@@ -70,6 +75,14 @@ enum Command {
     /// Show configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write a consistent copy of the SQLite database to PATH, safe while servers run.
+    ///
+    /// The copy is one snapshot, flushed to disk, that any server can serve as is. An
+    /// existing file is never overwritten. For PostgreSQL, use pg_dump.
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        path: PathBuf,
+    },
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
@@ -147,7 +160,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve { listen, .. } => listen.clone(),
             _ => None,
         },
-        metrics_listen: None,
+        metrics_listen: match &cli.command {
+            Command::Serve { metrics_listen, .. } => metrics_listen.clone(),
+            _ => None,
+        },
         log_format: cli.log_format,
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -179,6 +195,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Charges(ChargesCommand::Import { file }) => charges_import(&settings, &file).await,
         Command::Config(ConfigCommand::Example) => Ok(()),
+        Command::Backup { path } => backup(&settings, &path).await,
         Command::Db(DbCommand::Copy { to }) => db_copy(&settings, &to).await,
     }
 }
@@ -191,11 +208,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 /// Opens the database at `url` with the configured pool settings, and migrates it.
 async fn open_url(settings: &Settings, url: &str) -> anyhow::Result<Arc<dyn Store>> {
     let url = DatabaseUrl::parse(url)?;
-    let options = StoreOptions {
-        max_connections: settings.db_max_connections,
-        acquire_timeout: Duration::from_secs(settings.db_timeout),
-    };
-    let store = chargegate_store::open(&url, &options)
+    let store = chargegate_store::open(&url, &store_options(settings))
         .await
         .with_context(|| format!("cannot open database {url}"))?;
     store
@@ -203,6 +216,13 @@ async fn open_url(settings: &Settings, url: &str) -> anyhow::Result<Arc<dyn Stor
         .await
         .with_context(|| format!("cannot migrate database {url}"))?;
     Ok(store)
+}
+
+fn store_options(settings: &Settings) -> StoreOptions {
+    StoreOptions {
+        max_connections: settings.db_max_connections,
+        acquire_timeout: Duration::from_secs(settings.db_timeout),
+    }
 }
 
 /// State for a server over `store` with the given settings.
@@ -218,6 +238,7 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
                 lockout_seconds: settings.login_lockout,
             },
         },
+        metrics: Arc::new(Metrics::new()),
     })
 }
 
@@ -232,6 +253,14 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr().context("listener has no address")?;
+    let metrics_listener = match settings.metrics_listen.as_str() {
+        "" => None,
+        metrics_listen => Some(
+            TcpListener::bind(metrics_listen)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {metrics_listen}"))?,
+        ),
+    };
     tracing::info!(
         %address,
         database = %chargegate_store::redact(&settings.database_url),
@@ -248,9 +277,35 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         );
     }
     let state = app_state(store, &settings)?;
-    app::serve(listener, state, shutdown_signal())
-        .await
-        .context("server failed")?;
+
+    // The metrics listener keeps answering while requests in flight finish, and stops
+    // after the API.
+    let (stop_metrics, metrics_stop) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = match metrics_listener {
+        Some(metrics_listener) => {
+            let address = metrics_listener
+                .local_addr()
+                .context("metrics listener has no address")?;
+            tracing::info!(%address, "metrics serving at /metrics");
+            let stopped = async {
+                let _ = metrics_stop.await;
+            };
+            Some(tokio::spawn(app::serve_metrics(
+                metrics_listener,
+                state.metrics.clone(),
+                stopped,
+            )))
+        }
+        None => None,
+    };
+    let served = app::serve(listener, state, shutdown_signal()).await;
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics_task {
+        task.await
+            .context("metrics listener stopped")?
+            .context("metrics listener failed")?;
+    }
+    served.context("server failed")?;
     tracing::info!("chargegate stopped");
     Ok(())
 }
@@ -359,6 +414,31 @@ fn conflict_as_message(e: StoreError) -> anyhow::Error {
         StoreError::Conflict(m) => anyhow!(m),
         other => other.into(),
     }
+}
+
+/// `chargegate backup PATH`: `VACUUM INTO` a new file, which any server can serve as is.
+async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<()> {
+    let url = DatabaseUrl::parse(&settings.database_url)?;
+    let source = match &url {
+        DatabaseUrl::Sqlite(path) => path,
+        DatabaseUrl::Postgres(_) => {
+            bail!("backup copies SQLite databases; back up PostgreSQL with pg_dump")
+        }
+    };
+    // Opening would create a missing database; a backup of nothing is a mistake.
+    if !source.is_file() {
+        bail!("no SQLite database at {}", source.display());
+    }
+    let store = SqliteStore::open(source, &store_options(settings))
+        .await
+        .with_context(|| format!("cannot open database {url}"))?;
+    store
+        .backup(target)
+        .await
+        .map_err(conflict_as_message)
+        .with_context(|| format!("cannot back up {url} to {}", target.display()))?;
+    println!("backed up {url} to {}", target.display());
+    Ok(())
 }
 
 async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> {

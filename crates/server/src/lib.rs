@@ -11,5 +11,6 @@ pub mod config;
 pub mod copy;
 pub mod csv_import;
 pub mod demo;
+pub mod metrics;
 pub mod passwords;
 pub mod telemetry;

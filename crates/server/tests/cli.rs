@@ -4,50 +4,31 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::process::{Served, chargegate, run};
+use common::process::{Server, Workdir, count};
 
-use sqlx::Row;
+/// A scratch directory with the commands the tests below use.
+struct Dir(Workdir);
 
-struct Dir {
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Dir {
+    type Target = Workdir;
+    fn deref(&self) -> &Workdir {
+        &self.0
+    }
 }
 
 impl Dir {
     fn new() -> Dir {
-        Dir {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn db_url(&self) -> String {
-        format!("sqlite://{}", self.path("chargegate.db").display())
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, content: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, content).unwrap();
-        p
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = chargegate(&self.db_url(), args);
-        c.current_dir(self.dir.path());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_stdin(args, "")
+        Dir(Workdir::new())
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        run(self.command(args), stdin)
+        self.0.run(args, stdin)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.0.run(args, "")
     }
 
     /// `operator add pci` and `user add demo`, as the README does it.
@@ -65,16 +46,7 @@ impl Dir {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(self.path("chargegate.db"));
-        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-        let n: i64 = sqlx::query(sql)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .try_get(0)
-            .unwrap();
-        pool.close().await;
-        n
+        count(&self.path("chargegate.db"), sql).await
     }
 }
 
@@ -335,8 +307,8 @@ fn an_unknown_chargegate_variable_is_reported_not_ignored() {
     assert!(err.contains("CHARGEGATE_LISTN"), "{err}");
 }
 
-fn serve(d: &Dir, extra: &[&str]) -> Served {
-    Served::start(d.command(&[]), extra)
+fn serve(d: &Dir, extra: &[&str]) -> Server {
+    d.serve(extra, &[])
 }
 
 #[tokio::test]
@@ -373,8 +345,8 @@ async fn serve_demo_answers_the_seed_example_and_stops_cleanly_on_sigterm() {
         r#"{"data":{},"status":{"code":"OK","description":"","message":""}}"#
     );
 
-    served.signal("TERM");
-    let status = served.child.wait().unwrap();
+    served.sigterm();
+    let status = served.wait();
     assert!(status.success(), "{status:?}");
 
     // Running --demo again keeps what was done.

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::process::{Served, chargegate, run};
+use common::process::{Server, chargegate, run};
 use common::*;
 use serde_json::{Value, json};
 
@@ -85,8 +85,8 @@ async fn two_servers_on_one_database_share_tokens_and_decide_each_charge_once() 
         "",
     ));
 
-    let a = Served::start(chargegate(&db.url, &[]), &[]);
-    let b = Served::start(chargegate(&db.url, &[]), &[]);
+    let a = Server::start(chargegate(&db.url, &[]), &[], &[]);
+    let b = Server::start(chargegate(&db.url, &[]), &[], &[]);
     let client = reqwest::Client::new();
 
     // A token issued by one server is accepted by the other; released on one, refused
@@ -204,7 +204,8 @@ async fn two_servers_on_one_database_share_tokens_and_decide_each_charge_once() 
     assert_eq!(mismatched, 0, "every final status matches its winning call");
 
     // Killing one server leaves the other serving.
-    a.signal("KILL");
+    let mut a = a;
+    a.kill();
     let fresh = login(&client, &b.base).await;
     let r: Value = client
         .get(list(&b.base, &fresh).replace("NOT_PROCESSED", "PROCESSED"))

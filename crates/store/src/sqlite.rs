@@ -96,6 +96,74 @@ impl SqliteStore {
             .await
             .map_err(sql_err)
     }
+
+    /// Writes a consistent copy of the database to `target`, a path where nothing exists
+    /// yet, while servers keep reading and writing: `VACUUM INTO` copies one read
+    /// snapshot (in WAL mode it neither waits for nor blocks writers), so the copy holds
+    /// every transaction committed before it started and nothing of any later one. The
+    /// copy is flushed to disk before this returns, which SQLite does not do itself.
+    pub async fn backup(&self, target: &Path) -> StoreResult<()> {
+        let Some(target_text) = target.to_str() else {
+            return Err(StoreError::Internal(format!(
+                "backup path {} is not valid UTF-8",
+                target.display()
+            )));
+        };
+        // Claim the path first, atomically: an existing file is never touched, and what
+        // is there after a failure is ours to remove. VACUUM INTO accepts an empty file.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(target)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Conflict(format!(
+                    "{} already exists; a backup never overwrites a file",
+                    target.display()
+                )));
+            }
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot create {}: {e}",
+                    target.display()
+                )));
+            }
+        }
+        let copied = sqlx::query("VACUUM INTO ?")
+            .bind(target_text)
+            .execute(&self.reader)
+            .await;
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(target);
+            return Err(sql_err(e));
+        }
+        let target = target.to_owned();
+        // The file's data, then its directory entry.
+        let flush = move || -> std::io::Result<()> {
+            std::fs::File::open(&target)?.sync_all()?;
+            #[cfg(unix)]
+            {
+                let dir = match target.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        tokio::task::spawn_blocking(flush)
+            .await
+            .map_err(|e| StoreError::Internal(format!("flushing the backup stopped: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("cannot flush the backup to disk: {e}")))
+    }
+
+    /// Closes every connection; later calls answer `Unavailable`. For tests of what a
+    /// server does when its database is gone.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
 }
 
 type Sql = Statements<Sqlite>;

@@ -9,10 +9,13 @@ use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::{TOKEN_BYTES, Token};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
+use super::BASE;
 use super::envelope::{Empty, Envelope};
 use super::error::{ApiError, Code};
 use super::extract::{self, JsonObject};
+use super::openapi;
 use crate::app::AppState;
 
 /// Whom an authenticated request speaks for.
@@ -23,8 +26,12 @@ pub struct Caller {
     pub operator_code: OperatorCode,
 }
 
-#[derive(Serialize)]
+/// The `data` of a successful login.
+#[derive(Serialize, ToSchema)]
 pub struct TokenData {
+    /// An opaque token (256 random bits in hex) for the other methods; valid for two
+    /// hours from issue by default, until released.
+    #[schema(examples("3f9a0c5e7d1b2a4c6e8f0a1b3c5d7e9f2a4b6c8d0e1f3a5b7c9d1e2f4a6b8c0d"))]
     token: String,
 }
 
@@ -50,12 +57,32 @@ fn invalid_credentials() -> ApiError {
     )
 }
 
-/// `POST authentication/token`.
+/// Log in: exchange a user's credentials for a token.
 ///
-/// Every refusal of credentials looks the same (no user enumeration), and takes the same
-/// time: a password check runs even for an unknown user. Attempts are counted per
-/// organisation+username in the database before the check, so parallel guesses and
-/// several servers share one limit.
+/// `organisation` is the operator's code. Wrong password, unknown user, unknown
+/// organisation and disabled user all answer `401 INVALID_CREDENTIALS` with the same
+/// message. After 10 consecutive failures for one organisation+username (configurable),
+/// that pair is refused with `429 TOO_MANY_REQUESTS` for 15 minutes, even with the right
+/// password; a success resets the count.
+#[utoipa::path(
+    post,
+    path = "/authentication/token",
+    context_path = BASE,
+    tag = "authentication",
+    operation_id = "login",
+    params(openapi::RequestIdHeader),
+    request_body = openapi::LoginRequest,
+    responses(
+        (status = 200, description = "Logged in.", body = Envelope<TokenData>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::LoginErrors,
+    ),
+    security(()),
+)]
+// Every refusal of credentials looks the same (no user enumeration), and takes the same
+// time: a password check runs even for an unknown user. Attempts are counted per
+// organisation+username in the database before the check, so parallel guesses and
+// several servers share one limit.
 pub async fn login(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
@@ -73,6 +100,7 @@ pub async fn login(
     let Some((operator, user)) = names else {
         // No account can have such names; nothing to protect, so nothing to count.
         state.passwords.verify(None, password.to_owned()).await;
+        state.metrics.login_failed();
         return Err(invalid_credentials());
     };
 
@@ -81,6 +109,7 @@ pub async fn login(
         .begin_login_attempt(organisation, username, now, policy)
         .await?
     {
+        state.metrics.login_locked_out();
         let wait = (until.unix() - now.unix()).max(1);
         tracing::warn!(%operator, "login refused: too many consecutive failures");
         return Err(ApiError {
@@ -102,6 +131,7 @@ pub async fn login(
         .await?;
     let Some(user) = found.filter(|_| accepted) else {
         tracing::info!(%operator, "login refused");
+        state.metrics.login_failed();
         return Err(invalid_credentials());
     };
 
@@ -123,7 +153,22 @@ pub async fn login(
     }))
 }
 
-/// `POST authentication/token/release`: revokes the token; later use is `INVALID_TOKEN`.
+/// Release a token: revoke it, so that later use is `INVALID_TOKEN`.
+#[utoipa::path(
+    post,
+    path = "/authentication/token/release",
+    context_path = BASE,
+    tag = "authentication",
+    operation_id = "release_token",
+    params(openapi::RequestIdHeader),
+    request_body = openapi::ReleaseRequest,
+    responses(
+        (status = 200, description = "Released.", body = Envelope<Empty>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::ReleaseErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn release(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,6 +1,8 @@
 //! `netflix/charges/{accept,decline,acknowledge}` (one batch mechanism for the three) and
 //! `netflix/charges/list`.
 
+use std::time::Instant;
+
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -16,14 +18,37 @@ use chargegate_core::text::{ChargeNumber, CustomerId, ReferenceNumber, TextError
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
+use utoipa::ToSchema;
 
+use super::BASE;
 use super::auth::authenticate;
 use super::context::RequestId;
 use super::envelope::{Empty, Envelope, JsonAmount};
 use super::error::{ApiError, Code};
 use super::extract::{self, JsonObject};
+use super::openapi;
 use crate::app::AppState;
 
+/// Accept charges: bill the customers.
+///
+/// Each `PENDING` charge of `accepted_charges_set` becomes `APPROVED`. Repeating an accept
+/// with the same (or no) reference number succeeds without changing anything.
+#[utoipa::path(
+    post,
+    path = "/netflix/charges/accept",
+    context_path = BASE,
+    tag = "charges",
+    operation_id = "accept",
+    params(openapi::RequestIdHeader),
+    request_body = openapi::AcceptRequest,
+    responses(
+        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
+else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::BatchErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn accept(
     state: State<AppState>,
     id: Extension<RequestId>,
@@ -33,6 +58,26 @@ pub async fn accept(
     batch(Method::Accept, state, id, headers, body).await
 }
 
+/// Decline charges: do not bill; the Netflix subscriptions end.
+///
+/// Each `PENDING` charge of `declined_charges_set` becomes `DECLINED`. Repeating a decline
+/// with the same (or no) reference number succeeds without changing anything.
+#[utoipa::path(
+    post,
+    path = "/netflix/charges/decline",
+    context_path = BASE,
+    tag = "charges",
+    operation_id = "decline",
+    params(openapi::RequestIdHeader),
+    request_body = openapi::DeclineRequest,
+    responses(
+        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
+else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::BatchErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn decline(
     state: State<AppState>,
     id: Extension<RequestId>,
@@ -42,6 +87,26 @@ pub async fn decline(
     batch(Method::Decline, state, id, headers, body).await
 }
 
+/// Acknowledge charges: the operator has seen them in their current status.
+///
+/// An acknowledged charge leaves `charges/list` until its status changes, so a `PENDING`
+/// charge acknowledged and later declined shows up again under `PROCESSED`.
+#[utoipa::path(
+    post,
+    path = "/netflix/charges/acknowledge",
+    context_path = BASE,
+    tag = "charges",
+    operation_id = "acknowledge",
+    params(openapi::RequestIdHeader),
+    request_body = openapi::AcknowledgeRequest,
+    responses(
+        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
+else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::BatchErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
 pub async fn acknowledge(
     state: State<AppState>,
     id: Extension<RequestId>,
@@ -52,17 +117,33 @@ pub async fn acknowledge(
 }
 
 /// One failed item of `failed_charges_set`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct FailedItem<'a> {
+    /// The item's `number` as sent; `null` when absent or not a string.
+    #[schema(required = true)]
     number: Option<&'a str>,
+    /// The item's `reference_number` as sent; `null` when absent or not a string.
+    #[schema(required = true)]
     reference_number: Option<&'a str>,
+    #[schema(value_type = openapi::ItemErrorCode)]
     error_code: &'static str,
+    /// What went wrong, for a person; for `INVALID_PARAMETER` it names the field path,
+    /// e.g. `declined_charges_set[3].number: must be at most 64 characters`.
     error_description: &'a str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct FailedSet<'a> {
+    /// The failed items, in request order.
     failed_charges_set: Vec<FailedItem<'a>>,
+}
+
+/// The `data` of a batch call: `{}` when every item succeeded, else the failed items.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+enum BatchOutcome<'a> {
+    AllSucceeded(Empty),
+    SomeFailed(FailedSet<'a>),
 }
 
 /// The shared batch mechanism: request-level checks, then one store call that judges and
@@ -85,7 +166,11 @@ async fn batch(
         at: Timestamp::now(),
         items,
     };
-    let verdicts = state.store.apply_batch(&batch).await?;
+    let started = Instant::now();
+    let verdicts = state.store.apply_batch(&batch).await;
+    state.metrics.batch_transaction(method, started.elapsed());
+    let verdicts = verdicts?;
+    state.metrics.items_judged(method, &verdicts);
 
     let failed: Vec<FailedItem<'_>> = batch
         .items
@@ -107,14 +192,14 @@ async fn batch(
         failed = failed.len(),
         "batch applied"
     );
-    Ok(if failed.is_empty() {
-        Envelope::ok(Empty {}).into_response()
+    let outcome = if failed.is_empty() {
+        BatchOutcome::AllSucceeded(Empty {})
     } else {
-        Envelope::ok(FailedSet {
+        BatchOutcome::SomeFailed(FailedSet {
             failed_charges_set: failed,
         })
-        .into_response()
-    })
+    };
+    Ok(Envelope::ok(outcome).into_response())
 }
 
 /// The request-level checks of the item set, then rule 1 on each item.
@@ -223,8 +308,10 @@ fn parse_item(set: &str, index: usize, item: &Value) -> ItemInput {
 /// Most charges one page of `charges/list` returns.
 pub const MAX_PAGE: u32 = 50;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ChargesSet {
+    /// The page of charges, oldest first (by `received_on`, then `number`).
+    #[schema(value_type = Vec<openapi::Charge>)]
     charges_set: Vec<ChargeView>,
 }
 
@@ -365,7 +452,26 @@ pub fn parse_list_params(query: &[(String, String)]) -> Result<ListParams, ApiEr
     })
 }
 
-/// `GET netflix/charges/list`.
+/// List charges: one page of the operator's charges waiting to be seen.
+///
+/// The caller's operator's charges not acknowledged in their current status, in the
+/// chosen group, ordered by `received_on` then `number` (oldest first), skipping
+/// `offset`, at most `number_of_results`. Any bad or missing parameter is
+/// `400 INVALID_PARAMETER` naming it.
+#[utoipa::path(
+    get,
+    path = "/netflix/charges/list",
+    context_path = BASE,
+    tag = "charges",
+    operation_id = "list",
+    params(openapi::ListQuery),
+    responses(
+        (status = 200, description = "A page of charges.", body = Envelope<ChargesSet>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::ListErrors,
+    ),
+    security(("token_query" = []), ("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,

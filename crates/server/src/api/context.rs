@@ -1,13 +1,16 @@
 //! Per-request context: the request id, the span every log line of the request is written
 //! in, and the one summary line per request.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
+
+use crate::metrics::Metrics;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -36,8 +39,10 @@ fn new_request_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn track(mut req: Request, next: Next) -> Response {
+/// Gives the request its id and span, then logs and counts its response.
+pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let _in_flight = metrics.request_started();
     let id = client_request_id(&req).unwrap_or_else(new_request_id);
     // The route template, never the raw path: bounded cardinality, no secrets.
     let route = req
@@ -62,6 +67,7 @@ pub async fn track(mut req: Request, next: Next) -> Response {
     }
     let status = response.status().as_u16();
     let latency = started.elapsed();
+    metrics.request_finished(&route, status, latency);
     span.in_scope(|| {
         tracing::info!(
             status,

@@ -6,25 +6,32 @@ use chargegate_core::Money;
 use serde::Serialize;
 use serde::ser::Error as _;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::error::Code;
+use super::openapi;
 
 /// Every response body, errors included.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Envelope<T> {
     pub data: T,
     pub status: Status,
 }
 
-#[derive(Debug, Serialize)]
+/// How the request went, as a whole.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Status {
+    #[schema(value_type = openapi::StatusCode)]
     pub code: &'static str,
+    /// On an error, the offending parameter path (e.g. `declined_charges_set[3].number`)
+    /// or empty; empty on success.
     pub description: String,
+    /// On an error, a sentence safe to show a user; empty on success.
     pub message: String,
 }
 
 /// `{}`: the `data` of a success with nothing to say, and of every error.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Empty {}
 
 impl<T: Serialize> Envelope<T> {

@@ -23,3 +23,57 @@ pub async fn ready(State(state): State<AppState>) -> Result<Envelope<Empty>, Api
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use chargegate_core::Store;
+    use chargegate_store::{SqliteStore, StoreOptions};
+    use tower::ServiceExt;
+
+    use crate::app::{AppState, AuthSettings};
+    use crate::passwords::Passwords;
+
+    async fn probe(router: &axum::Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let response = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("answered");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn readyz_answers_503_once_the_database_is_gone_while_healthz_stays_200() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("t.db"), &StoreOptions::default())
+                .await
+                .expect("open"),
+        );
+        store.migrate().await.expect("migrate");
+        let router = crate::api::router(AppState {
+            store: store.clone(),
+            passwords: Arc::new(Passwords::new(1).expect("passwords")),
+            auth: AuthSettings::default(),
+            metrics: Default::default(),
+        });
+        assert_eq!(probe(&router, "/readyz").await.0, StatusCode::OK);
+
+        store.close().await;
+        let (status, body) = probe(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"]["code"], "SERVICE_UNAVAILABLE");
+        assert_eq!(body["data"], serde_json::json!({}));
+        let (status, body) = probe(&router, "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"]["code"], "OK");
+    }
+}

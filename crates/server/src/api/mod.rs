@@ -1,12 +1,17 @@
-//! The HTTP API: CRM.COM's paths under `/crmapi/rest/v2/`, plus health probes.
+//! The HTTP API: CRM.COM's paths under `/crmapi/rest/v2/`, their OpenAPI document, and
+//! health probes.
 //!
 //! Handlers stay thin: parse (edge types), one store call, map to the envelope.
 
-use axum::Router;
-use axum::middleware;
+use std::sync::Arc;
+
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 
@@ -17,33 +22,52 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 
 use error::{ApiError, Code};
 
 /// Where CRM.COM serves its Web API; existing integrations only change the host.
 pub const BASE: &str = "/crmapi/rest/v2";
 
+/// The methods under [`BASE`], each with its OpenAPI description: one list serves both
+/// the router and the document, so neither can miss a method.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::release))
+        .routes(routes!(charges::accept))
+        .routes(routes!(charges::decline))
+        .routes(routes!(charges::acknowledge))
+        .routes(routes!(charges::list))
+}
+
+/// The OpenAPI 3.1 document of every method under [`BASE`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
 pub fn router(state: AppState) -> Router {
-    let at = |path: &str| format!("{BASE}/{path}");
-    Router::new()
-        .route(&at("authentication/token"), post(auth::login))
-        .route(&at("authentication/token/release"), post(auth::release))
-        .route(&at("netflix/charges/accept"), post(charges::accept))
-        .route(&at("netflix/charges/decline"), post(charges::decline))
-        .route(
-            &at("netflix/charges/acknowledge"),
-            post(charges::acknowledge),
-        )
-        .route(&at("netflix/charges/list"), get(charges::list))
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        // Inner to outer: a panic becomes a 500 in our envelope, which the context layer
-        // then tags with the request id and logs like any other response.
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn(context::track))
-        .with_state(state)
+    let (api, document) = routes().split_for_parts();
+    let document = Arc::new(document);
+    api.route(
+        &format!("{BASE}/openapi.json"),
+        get(move || {
+            let document = document.clone();
+            async move { Json(document.as_ref()).into_response() }
+        }),
+    )
+    .route("/healthz", get(health::live))
+    .route("/readyz", get(health::ready))
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    // Inner to outer: a panic becomes a 500 in our envelope, which the context layer
+    // then tags with the request id and logs like any other response.
+    .layer(CatchPanicLayer::custom(panicked))
+    .layer(middleware::from_fn_with_state(
+        state.metrics.clone(),
+        context::track,
+    ))
+    .with_state(state)
 }
 
 async fn not_found() -> ApiError {

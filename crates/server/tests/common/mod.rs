@@ -146,6 +146,7 @@ impl TestServer {
             store: store.clone(),
             passwords: Arc::new(Passwords::new(2).expect("passwords")),
             auth,
+            metrics: Default::default(),
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app::serve(listener, state, async move {

@@ -1,0 +1,607 @@
+//! The OpenAPI 3.1 description of the API under `/crmapi/rest/v2/`.
+//!
+//! Paths and operations come from the `#[utoipa::path]` attributes on the handlers, which
+//! [`super::routes`] also uses to build the router, so a route cannot be served without
+//! being described or described without being served. Response data is described by the
+//! types the handlers serialise (`Envelope`, `TokenData`, `FailedItem`, …). Requests are
+//! parsed from raw JSON (so that every problem can be reported in the envelope); their
+//! shapes, and the codes, live here as documentation types, built from the same constants
+//! the code checks against (`Code::ALL`, `ItemErrorCode::ALL`, `ChargeField::ALL`, the
+//! text limits).
+//!
+//! The document is served at `GET /crmapi/rest/v2/openapi.json` and checked in as
+//! `openapi.json` at the repository root; a test fails when the two drift apart.
+
+use std::collections::BTreeMap;
+
+use chargegate_core::batch::ItemErrorCode as ItemCode;
+use chargegate_core::charge::{ChargeField, ChargeStatus, StatusGroup};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, KnownFormat, RefOr, Required, Response, Schema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
+
+use super::error::Code;
+
+/// The document's root: title, version, the rules every method shares, tags and the
+/// ways a token may travel. The paths are added by [`super::routes`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chargegate",
+        description = "CRM.COM's Netflix charges Web API as chargegate serves it: an operator's \
+billing system logs in, lists the Netflix charges raised against its customers, and \
+answers them (accept, decline, acknowledge).
+
+**Envelope.** Every response, errors included, is one JSON object \
+`{\"data\": …, \"status\": {\"code\", \"description\", \"message\"}}`. On success \
+`status.code` is `OK` and `description` and `message` are empty strings. On a \
+request-level error `data` is `{}`, `status.code` is one of the `StatusCode` values, \
+`message` is a sentence safe to show a user and `description` names the offending \
+parameter path or is empty. HTTP status codes are real and follow the code.
+
+**Token.** Log in with `authentication/token` to get one. Then send it as the `token` \
+field of the JSON body (POST methods), as the `token` query parameter (GET methods), or \
+as an `Authorization: Bearer` header; when both are present they must be equal. A \
+missing, malformed, unknown or released token is `401 INVALID_TOKEN`; a token past its \
+lifetime (two hours from issue by default) is `401 EXPIRED_TOKEN`.
+
+**Requests.** Bodies are parsed as JSON whatever their `Content-Type` says; unknown \
+fields are ignored; bodies over 1 MiB are `413 PAYLOAD_TOO_LARGE`. An unknown path is \
+`404 NOT_FOUND` and a wrong HTTP verb `405 METHOD_NOT_ALLOWED`, in the same envelope.
+
+**Batch methods.** `accept`, `decline` and `acknowledge` take up to 50 charges; each \
+is judged on its own and the call answers `200 OK` listing the failed ones with an \
+`ItemErrorCode`. Every applied item of one call is committed in one transaction.
+
+**Request ids.** Every response carries an `X-Request-Id` header: the client's, when it \
+sent a usable one, else a new one. The server's log lines for the request carry it too.
+
+**Timestamps** are UTC, written `YYYY-MM-DDTHH:MM:SS`; **amounts** are exact decimal \
+JSON numbers with at most the currency's minor-unit digits."
+    ),
+    modifiers(&TokenTransports),
+    tags(
+        (name = "authentication", description = "Logging in and releasing tokens."),
+        (name = "charges", description = "Listing and answering Netflix charges."),
+    ),
+    components(schemas(StatusCode, ItemErrorCode))
+)]
+pub struct ApiDoc;
+
+/// Names of the security schemes, as operations refer to them.
+pub const BEARER: &str = "bearer";
+pub const TOKEN_QUERY: &str = "token_query";
+
+/// The token's transports that OpenAPI can express as security schemes. The third, the
+/// `token` field of a POST body, is a field of each request body.
+struct TokenTransports;
+
+impl Modify for TokenTransports {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The token from authentication/token as `Authorization: Bearer \
+                         <token>`. Accepted by every method; when the body field or query \
+                         parameter `token` is present too, both must be equal.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            TOKEN_QUERY,
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "The token from authentication/token as the `token` query parameter of \
+                 GET methods.",
+            ))),
+        );
+    }
+}
+
+/// A string schema whose values are exactly `values`.
+fn string_enum<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    description: impl Into<String>,
+) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .description(Some(description))
+}
+
+/// A request-level `status.code` (§6 of the contract), with its HTTP status.
+pub struct StatusCode;
+
+impl PartialSchema for StatusCode {
+    fn schema() -> RefOr<Schema> {
+        let table: Vec<String> = Code::ALL
+            .iter()
+            .map(|c| format!("- `{}`: HTTP {}", c.as_str(), c.http_status().as_u16()))
+            .collect();
+        string_enum(
+            Code::ALL.iter().map(Code::as_str),
+            format!(
+                "The request-level outcome. `OK` on success (per-item failures of a batch \
+                 still answer `OK`); otherwise the error, with its HTTP status:\n\n{}",
+                table.join("\n")
+            ),
+        )
+        .into()
+    }
+}
+
+impl ToSchema for StatusCode {}
+
+/// A per-item `error_code` of a batch method's `failed_charges_set`.
+pub struct ItemErrorCode;
+
+impl PartialSchema for ItemErrorCode {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            ItemCode::ALL.iter().map(ItemCode::as_str),
+            "Why one item of a batch call failed. Items are judged in request order and \
+             the first rule that matches wins:\n\n\
+             - `INVALID_PARAMETER`: the item is not an object, or a field is missing, not a \
+             string, empty or too long (`error_description` names the field)\n\
+             - `DUPLICATE_IN_REQUEST`: the same `number` appeared earlier in this request\n\
+             - `DUPLICATE_REFERENCE_NUMBER`: the same `reference_number` appeared earlier \
+             in this request, or was already used by this operator on another charge in \
+             this method's namespace\n\
+             - `CHARGE_NOT_FOUND`: no charge with this number belongs to the caller's \
+             operator\n\
+             - `CUSTOMER_MISMATCH`: the charge belongs to a different customer\n\
+             - `CHARGE_ALREADY_PROCESSED`: the charge is no longer `PENDING` (accept and \
+             decline); a repeat with the same or no reference of the decision that was \
+             made is a success instead",
+        )
+        .into()
+    }
+}
+
+impl ToSchema for ItemErrorCode {}
+
+/// A timestamp as the API writes it.
+fn timestamp() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$"))
+        .description(Some("UTC, `YYYY-MM-DDTHH:MM:SS`"))
+        .examples(["2026-11-01T10:00:00"])
+}
+
+fn nullable_timestamp(what: &str) -> ObjectBuilder {
+    timestamp()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .description(Some(format!(
+            "UTC, `YYYY-MM-DDTHH:MM:SS`: {what}, else `null`"
+        )))
+        .examples([serde_json::Value::Null])
+}
+
+fn amount(what: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .description(Some(format!(
+            "{what}: an exact decimal with at most the currency's minor-unit digits \
+             (`9.99`, `12.5`, `1500`), never a binary-float artefact"
+        )))
+        .examples([serde_json::json!(9.99)])
+}
+
+fn currency(what: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Z]{3}$"))
+        .description(Some(format!("ISO-4217 code of {what}")))
+        .examples(["EUR"])
+}
+
+/// A charge as `charges/list` shows it: the thirteen fields of the contract in its order.
+/// With `fields_set`, each object carries only the chosen fields.
+pub struct Charge;
+
+impl PartialSchema for Charge {
+    fn schema() -> RefOr<Schema> {
+        let statuses: Vec<&str> = ChargeStatus::ALL.iter().map(ChargeStatus::as_str).collect();
+        let mut object = ObjectBuilder::new().description(Some(
+            "A Netflix charge. Every field is present (`null` when it has no value) unless \
+             `fields_set` chose fewer; keys come out in this order.",
+        ));
+        for field in ChargeField::ALL {
+            let schema = match field {
+                ChargeField::Number => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("chargegate's charge number, unique across the server"))
+                    .examples(["I00002706"]),
+                ChargeField::BillingSystemCustomerIdentifier => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("the operator's own id of the customer"))
+                    .examples(["pci155"]),
+                ChargeField::Amount => amount("the amount Netflix asks for, in `currency`"),
+                ChargeField::Currency => currency("`amount`"),
+                ChargeField::LocalCurrencyAmount => amount(
+                    "the amount in the operator's local currency, fixed when the charge was \
+                     received",
+                ),
+                ChargeField::LocalCurrency => currency("the operator's local currency"),
+                ChargeField::PaidThroughDate => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+                    .description(Some(
+                        "if approved, the service is paid up to and including this day",
+                    ))
+                    .examples(["2026-12-31"]),
+                ChargeField::ChargeStatus => string_enum(
+                    statuses.iter().copied(),
+                    "`PENDING` is the only open state; accept moves it to `APPROVED`, \
+                     decline to `DECLINED`; the other four are final",
+                ),
+                ChargeField::ReceivedOn => timestamp().description(Some(
+                    "UTC, `YYYY-MM-DDTHH:MM:SS`: when the charge was received",
+                )),
+                ChargeField::SetAsApprovedOn => nullable_timestamp("when it became `APPROVED`"),
+                ChargeField::SetAsDeclinedOn => nullable_timestamp("when it became `DECLINED`"),
+                ChargeField::SetAsBadRequestOn => {
+                    nullable_timestamp("when it became `BAD_REQUEST`")
+                }
+                ChargeField::SetAsRejectedRequestOn => {
+                    nullable_timestamp("when it became `REJECTED` (CRM.COM's spelling)")
+                }
+            };
+            object = object.property(field.name(), schema);
+        }
+        object.into()
+    }
+}
+
+impl ToSchema for Charge {}
+
+/// Body of `authentication/token`.
+#[derive(ToSchema)]
+pub struct LoginRequest {
+    /// The user's name within its operator.
+    #[schema(examples("demo"))]
+    pub username: String,
+    /// The user's password.
+    #[schema(examples("demo"))]
+    pub password: String,
+    /// The operator's code (CRM.COM calls the operator an organisation).
+    #[schema(examples("pci"))]
+    pub organisation: String,
+    /// CRM.COM's business unit: accepted and ignored.
+    #[schema(nullable = false)]
+    pub unit: Option<String>,
+}
+
+/// Body of `authentication/token/release`.
+#[derive(ToSchema)]
+pub struct ReleaseRequest {
+    /// The token to revoke; may come as `Authorization: Bearer` instead.
+    #[schema(nullable = false)]
+    pub token: Option<String>,
+}
+
+/// One charge of a batch call's set.
+#[derive(ToSchema)]
+pub struct ChargeItem {
+    /// The charge's number.
+    #[schema(min_length = 1, max_length = 64, examples("I00002706"))]
+    pub number: String,
+    /// The customer the charge must belong to.
+    #[schema(min_length = 1, max_length = 128, examples("pci155"))]
+    pub billing_system_customer_identifier: String,
+    /// The caller's own reference, for reconciliation and safe retries: unique per
+    /// operator within the method (among accepts, among declines, among
+    /// acknowledgements). A repeat of a call with the same references changes nothing
+    /// and succeeds.
+    #[schema(min_length = 1, max_length = 128, examples("R-1"))]
+    pub reference_number: Option<String>,
+}
+
+/// Body of `netflix/charges/accept`.
+#[derive(ToSchema)]
+pub struct AcceptRequest {
+    /// The token; may come as `Authorization: Bearer` instead.
+    #[schema(nullable = false)]
+    pub token: Option<String>,
+    /// The charges to accept (bill the customer): `PENDING` ones become `APPROVED`.
+    #[schema(min_items = 1, max_items = 50)]
+    pub accepted_charges_set: Vec<ChargeItem>,
+}
+
+/// Body of `netflix/charges/decline`.
+#[derive(ToSchema)]
+pub struct DeclineRequest {
+    /// The token; may come as `Authorization: Bearer` instead.
+    #[schema(nullable = false)]
+    pub token: Option<String>,
+    /// The charges to decline (the Netflix subscription ends): `PENDING` ones become
+    /// `DECLINED`.
+    #[schema(min_items = 1, max_items = 50)]
+    pub declined_charges_set: Vec<ChargeItem>,
+}
+
+/// Body of `netflix/charges/acknowledge`.
+#[derive(ToSchema)]
+pub struct AcknowledgeRequest {
+    /// The token; may come as `Authorization: Bearer` instead.
+    #[schema(nullable = false)]
+    pub token: Option<String>,
+    /// The charges the operator has seen in their current status: they leave
+    /// `charges/list` until their status changes.
+    #[schema(min_items = 1, max_items = 50)]
+    pub acknowledged_charges_set: Vec<ChargeItem>,
+}
+
+/// The optional `X-Request-Id` request header, accepted by every method.
+pub struct RequestIdHeader;
+
+fn request_id_parameter() -> Parameter {
+    ParameterBuilder::new()
+        .name("X-Request-Id")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "The client's id for this request: echoed in the response header and the \
+             server's log lines when it is 1–128 visible ASCII characters; otherwise the \
+             server makes one.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128)),
+        ))
+        .build()
+}
+
+impl IntoParams for RequestIdHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![request_id_parameter()]
+    }
+}
+
+/// The query of `netflix/charges/list`.
+pub struct ListQuery;
+
+impl IntoParams for ListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let query = |name: &str, required: bool, description: &str, schema: Schema| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(if required {
+                    Required::True
+                } else {
+                    Required::False
+                })
+                .description(Some(description))
+                .schema(Some(schema))
+        };
+        let groups = [StatusGroup::NotProcessed, StatusGroup::Processed];
+        vec![
+            query(
+                "token",
+                false,
+                "The token; may come as `Authorization: Bearer` instead.",
+                ObjectBuilder::new().schema_type(Type::String).into(),
+            )
+            .build(),
+            query(
+                "number_of_results",
+                true,
+                "How many charges at most this page holds.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(super::charges::MAX_PAGE))
+                    .into(),
+            )
+            .build(),
+            query(
+                "charge_status",
+                true,
+                "`NOT_PROCESSED`: the `PENDING` charges; `PROCESSED`: those in one of the \
+                 four final states.",
+                string_enum(groups.iter().map(StatusGroup::as_str), "The group to list.").into(),
+            )
+            .build(),
+            query(
+                "offset",
+                true,
+                "How many charges of the group to skip.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .into(),
+            )
+            .build(),
+            query(
+                "fields_set",
+                false,
+                "Comma-separated names of the charge fields to return (e.g. \
+                 `number,amount,currency`); absent or empty means all of them. An unknown \
+                 name is `INVALID_PARAMETER`.",
+                ArrayBuilder::new()
+                    .items(string_enum(
+                        ChargeField::ALL.iter().map(ChargeField::name),
+                        "A charge field.",
+                    ))
+                    .into(),
+            )
+            .style(Some(ParameterStyle::Form))
+            .explode(Some(false))
+            .build(),
+            request_id_parameter(),
+        ]
+    }
+}
+
+fn request_id_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "The request's id: the client's `X-Request-Id` when usable, else a new one.",
+        ))
+        .build()
+}
+
+/// The error responses of an operation that can fail with `codes`: one response per HTTP
+/// status, whose body's `status.code` is one of the codes with that status.
+fn error_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
+    let mut by_status: BTreeMap<u16, Vec<Code>> = BTreeMap::new();
+    for code in codes {
+        by_status
+            .entry(code.http_status().as_u16())
+            .or_default()
+            .push(*code);
+    }
+    by_status
+        .into_iter()
+        .map(|(http, codes)| {
+            let names: Vec<&str> = codes.iter().map(Code::as_str).collect();
+            let status = ObjectBuilder::new()
+                .property(
+                    "code",
+                    string_enum(names.iter().copied(), "The error's code."),
+                )
+                .required("code")
+                .property(
+                    "description",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some("The offending parameter path, or empty.")),
+                )
+                .required("description")
+                .property(
+                    "message",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some("A sentence safe to show a user.")),
+                )
+                .required("message");
+            let body = ObjectBuilder::new()
+                .property("data", super::envelope::Empty::schema())
+                .required("data")
+                .property("status", status)
+                .required("status");
+            let mut response = ResponseBuilder::new()
+                .description(format!(
+                    "{}; `data` is `{{}}` and nothing was applied.",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ))
+                .header("X-Request-Id", request_id_header())
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(body)).build(),
+                );
+            if codes
+                .iter()
+                .any(|c| matches!(c, Code::TooManyRequests | Code::ServiceUnavailable))
+            {
+                response = response.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                        .description(Some("Seconds after which a retry may succeed."))
+                        .build(),
+                );
+            }
+            (http.to_string(), response.build().into())
+        })
+        .collect()
+}
+
+/// Errors every method can answer: the server's fault, or an unavailable database.
+const SERVER: [Code; 2] = [Code::InternalError, Code::ServiceUnavailable];
+
+/// Failures of `authentication/token`.
+pub struct LoginErrors;
+
+impl IntoResponses for LoginErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(
+            &[
+                Code::MalformedRequest,
+                Code::InvalidParameter,
+                Code::InvalidCredentials,
+                Code::PayloadTooLarge,
+                Code::TooManyRequests,
+            ]
+            .into_iter()
+            .chain(SERVER)
+            .collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// Failures of `authentication/token/release`.
+pub struct ReleaseErrors;
+
+impl IntoResponses for ReleaseErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(
+            &[
+                Code::MalformedRequest,
+                Code::InvalidToken,
+                Code::ExpiredToken,
+                Code::PayloadTooLarge,
+            ]
+            .into_iter()
+            .chain(SERVER)
+            .collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// Failures of the batch methods as a whole (per-item failures answer `200 OK`).
+pub struct BatchErrors;
+
+impl IntoResponses for BatchErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(
+            &[
+                Code::MalformedRequest,
+                Code::InvalidParameter,
+                Code::LimitExceeded,
+                Code::InvalidToken,
+                Code::ExpiredToken,
+                Code::PayloadTooLarge,
+            ]
+            .into_iter()
+            .chain(SERVER)
+            .collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// Failures of `netflix/charges/list`.
+pub struct ListErrors;
+
+impl IntoResponses for ListErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(
+            &[
+                Code::InvalidParameter,
+                Code::InvalidToken,
+                Code::ExpiredToken,
+            ]
+            .into_iter()
+            .chain(SERVER)
+            .collect::<Vec<_>>(),
+        )
+    }
+}

@@ -1,0 +1,318 @@
+//! Prometheus metrics, served in the OpenMetrics text format at `GET /metrics` on a
+//! listener of their own (`serve --metrics-listen ADDR`), never on the API's.
+//!
+//! Each server holds its own registry in its state, rather than a process-wide recorder,
+//! so that several servers in one process (as in the tests) keep separate counts. Labels
+//! have bounded values only: route templates, HTTP statuses, method names and codes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chargegate_core::batch::{ItemErrorCode, Method, Verdict};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ItemLabels {
+    method: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Request latencies: 1 ms to 10 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+/// What one server counts.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<RequestLabels, Counter>,
+    http_duration: Histograms<RouteLabels>,
+    http_in_flight: Gauge,
+    charge_items: Family<ItemLabels, Counter>,
+    db_transaction: Histograms<OperationLabels>,
+    login_failures: Counter,
+    login_lockouts: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("chargegate"),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency_histogram),
+            http_in_flight: Gauge::default(),
+            charge_items: Family::default(),
+            db_transaction: Family::new_with_constructor(latency_histogram),
+            login_failures: Counter::default(),
+            login_lockouts: Counter::default(),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template and status",
+            metrics.http_requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from receiving a request to its response, by route template",
+            Unit::Seconds,
+            metrics.http_duration.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests received and not yet answered",
+            metrics.http_in_flight.clone(),
+        );
+        registry.register(
+            "charge_items",
+            "Items of accept, decline and acknowledge calls, by method and outcome \
+             (ok or the per-item error code)",
+            metrics.charge_items.clone(),
+        );
+        registry.register_with_unit(
+            "db_transaction_duration",
+            "Time of the database transaction that judges and applies a batch call, by \
+             operation (accept, decline, acknowledge)",
+            Unit::Seconds,
+            metrics.db_transaction.clone(),
+        );
+        registry.register(
+            "login_failures",
+            "Logins refused for wrong credentials (INVALID_CREDENTIALS)",
+            metrics.login_failures.clone(),
+        );
+        registry.register(
+            "login_lockouts",
+            "Logins refused because the organisation+username is locked out after too many \
+             failures (TOO_MANY_REQUESTS)",
+            metrics.login_lockouts.clone(),
+        );
+        // Every method and outcome from zero, so rates and alerts see the series before
+        // the first occurrence.
+        let outcomes = std::iter::once("ok").chain(ItemErrorCode::ALL.iter().map(|c| c.as_str()));
+        for method in Method::ALL {
+            for outcome in outcomes.clone() {
+                metrics.charge_items.get_or_create_owned(&ItemLabels {
+                    method: method.as_str(),
+                    outcome,
+                });
+            }
+        }
+        metrics
+    }
+
+    /// One answered request.
+    pub fn request_finished(&self, route: &str, status: u16, latency: Duration) {
+        self.http_requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped (also when the
+    /// client goes away and the request's future is dropped).
+    pub fn request_started(&self) -> InFlight {
+        self.http_in_flight.inc();
+        InFlight(self.http_in_flight.clone())
+    }
+
+    /// The outcome of every item of a batch call.
+    pub fn items_judged(&self, method: Method, verdicts: &[Verdict]) {
+        for verdict in verdicts {
+            self.charge_items
+                .get_or_create(&ItemLabels {
+                    method: method.as_str(),
+                    outcome: verdict.outcome_label(),
+                })
+                .inc();
+        }
+    }
+
+    /// How long a batch call's transaction took, committed or not.
+    pub fn batch_transaction(&self, method: Method, took: Duration) {
+        self.db_transaction
+            .get_or_create(&OperationLabels {
+                operation: method.as_str(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn login_failed(&self) {
+        self.login_failures.inc();
+    }
+
+    pub fn login_locked_out(&self) {
+        self.login_lockouts.inc();
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Keeps one request counted in `chargegate_http_requests_in_flight`.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics listener's routes: `GET /metrics` and nothing else.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(metrics)
+}
+
+async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
+    match metrics.render() {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn every_method_and_outcome_is_exposed_from_zero() {
+        let text = Metrics::new().render().expect("renders");
+        for method in ["accept", "decline", "acknowledge"] {
+            for outcome in ["ok", "CHARGE_NOT_FOUND", "DUPLICATE_REFERENCE_NUMBER"] {
+                let series = format!(
+                    "chargegate_charge_items_total{{method=\"{method}\",outcome=\"{outcome}\"}} 0"
+                );
+                assert!(text.lines().any(|l| l == series), "{series} in\n{text}");
+            }
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_and_status_and_timed_by_route() {
+        let m = Metrics::new();
+        m.request_finished("/healthz", 200, Duration::from_millis(3));
+        m.request_finished("/healthz", 200, Duration::from_millis(4));
+        m.request_finished("unmatched", 404, Duration::from_millis(1));
+        let text = m.render().expect("renders");
+        assert!(
+            line(
+                &text,
+                "chargegate_http_requests_total{route=\"/healthz\",status=\"200\"} 2"
+            )
+            .is_some(),
+            "{text}"
+        );
+        assert!(
+            line(
+                &text,
+                "chargegate_http_requests_total{route=\"unmatched\",status=\"404\"} 1"
+            )
+            .is_some()
+        );
+        assert!(
+            line(
+                &text,
+                "chargegate_http_request_duration_seconds_count{route=\"/healthz\"} 2"
+            )
+            .is_some(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_request_is_in_flight_until_its_guard_is_dropped() {
+        let m = Metrics::new();
+        let a = m.request_started();
+        let b = m.request_started();
+        assert!(
+            line(
+                &m.render().expect("renders"),
+                "chargegate_http_requests_in_flight 2"
+            )
+            .is_some()
+        );
+        drop(a);
+        drop(b);
+        assert!(
+            line(
+                &m.render().expect("renders"),
+                "chargegate_http_requests_in_flight 0"
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn two_servers_keep_separate_counts() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.login_failed();
+        assert!(line(&a.render().expect("a"), "chargegate_login_failures_total 1").is_some());
+        assert!(line(&b.render().expect("b"), "chargegate_login_failures_total 0").is_some());
+    }
+}
