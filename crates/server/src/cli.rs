@@ -138,13 +138,37 @@ enum ConfigCommand {
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, the cause chain joined by ": ".
             eprintln!("chargegate: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version print as clap prints them; a usage error is one line, like every
+/// other failure, with a pointer to `--help`.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("chargegate: {first} (see 'chargegate --help')");
+            ExitCode::from(2)
         }
     }
 }
@@ -268,12 +292,12 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         "chargegate serving"
     );
     if with_demo {
-        eprintln!(
-            "chargegate: demo ready at http://{address}{}/ : organisation {}, user {}, password {}",
-            crate::api::BASE,
-            demo::OPERATOR,
-            demo::USERNAME,
-            demo::PASSWORD
+        // The demo password is in the README, not in the log: no log line carries one.
+        tracing::info!(
+            api = %format_args!("http://{address}{}/", crate::api::BASE),
+            organisation = demo::OPERATOR,
+            user = demo::USERNAME,
+            "demo ready (the demo password is in the README)"
         );
     }
     let state = app_state(store, &settings)?;

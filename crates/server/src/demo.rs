@@ -133,7 +133,7 @@ pub async fn seed(store: &dyn Store) -> Result<(), DemoError> {
                 operator = OPERATOR,
                 user = USERNAME,
                 added = summary.added,
-                "demo data ready: log in as {USERNAME}/{PASSWORD}, organisation {OPERATOR}"
+                "demo data ready"
             );
             Ok(())
         }

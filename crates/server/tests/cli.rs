@@ -163,6 +163,7 @@ async fn passwords_are_stored_as_argon2id_and_never_taken_from_arguments() {
     // There is no flag to pass a password.
     let err = fails(&d.run(&["user", "add", "x", "--operator", "pci", "--password", "pw"]));
     assert!(err.contains("--password"), "{err}");
+    assert_eq!(err.lines().count(), 1, "a usage error is one line: {err}");
 }
 
 const GOOD_CSV: &str = "\
@@ -348,6 +349,13 @@ async fn serve_demo_answers_the_seed_example_and_stops_cleanly_on_sigterm() {
     served.sigterm();
     let status = served.wait();
     assert!(status.success(), "{status:?}");
+    let log = served.log();
+    assert!(log.iter().any(|l| l.contains("demo ready")), "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("password demo") || l.contains("demo/demo") || l.contains(token)),
+        "{log:?}"
+    );
 
     // Running --demo again keeps what was done.
     let served = serve(&d, &["--demo"]);
