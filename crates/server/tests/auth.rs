@@ -128,8 +128,9 @@ on_every_backend! {
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
         let r = srv.batch("decline", &token, json!([item("I1", "c")])).await;
         r.assert_error(401, "EXPIRED_TOKEN");
-        let fresh = srv.login().await;
-        assert_eq!(srv.status_of(&fresh, "I1").await.as_deref(), Some("PENDING"));
+        // (Not checked through a fresh token: with a one-second lifetime and whole-second
+        // timestamps, it may expire before it is used.)
+        assert_eq!(srv.db.scalar("SELECT count(*) FROM charges WHERE status = 'PENDING'").await, 1);
     }
 
     async fn a_released_token_is_refused_afterwards(backend) {
