@@ -263,6 +263,43 @@ impl Batch {
     pub fn judge(&self, snapshot: &Snapshot) -> Vec<Verdict> {
         judge(self.method, &self.items, snapshot)
     }
+
+    /// Judges the batch and plans its writes: the verdicts to answer, and one change per
+    /// item judged [`Verdict::Apply`], in request order. The backends only execute the
+    /// plan; *what* a batch writes is decided here, once, for both.
+    pub fn decide(&self, snapshot: &Snapshot) -> (Vec<Verdict>, Vec<ChargeChange>) {
+        let verdicts = self.judge(snapshot);
+        let changes = self
+            .items
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| matches!(v, Verdict::Apply { .. }))
+            .filter_map(|(item, _)| item.parsed.as_ref().ok())
+            .filter_map(|req| {
+                let charge = snapshot.charges.get(&req.number)?;
+                Some(ChargeChange {
+                    charge_id: charge.id,
+                    from: charge.status,
+                    to: self.method.target_status().unwrap_or(charge.status),
+                    reference: req.reference.clone(),
+                })
+            })
+            .collect();
+        (verdicts, changes)
+    }
+}
+
+/// One write of a judged batch. For accept and decline: the charge moves `from` → `to`,
+/// a decision row and a history row are added. For acknowledge (`to == from`): the
+/// charge's latest acknowledgement is set, an acknowledgement row and a history row are
+/// added. Every write is conditional on the charge still being in `from`; a backend that
+/// finds it otherwise applies nothing of the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeChange {
+    pub charge_id: i64,
+    pub from: ChargeStatus,
+    pub to: ChargeStatus,
+    pub reference: Option<ReferenceNumber>,
 }
 
 /// Judges every item of a call, in request order. Rules 2–9 of the contract (rule 1 ran at

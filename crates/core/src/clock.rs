@@ -79,6 +79,45 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Where the server reads the time. Production uses [`SystemClock`]; tests hand the
+/// server a [`ManualClock`] and move it, so an expiry is reproduced by turning the clock
+/// rather than by sleeping.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> Timestamp;
+}
+
+/// The machine's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that stands still until told to move.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock(std::sync::atomic::AtomicI64::new(start.unix()))
+    }
+
+    /// Moves the clock forward (or back, with a negative number) by `seconds`.
+    pub fn advance(&self, seconds: i64) {
+        self.0
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 /// A calendar day (`YYYY-MM-DD`), such as a charge's `paid_through_date`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Date(time::Date);
@@ -154,6 +193,15 @@ mod tests {
         ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let start = Timestamp::parse("2026-11-26T10:00:00").expect("valid");
+        let clock = ManualClock::new(start);
+        assert_eq!(clock.now(), start);
+        clock.advance(7200);
+        assert_eq!(clock.now().to_string(), "2026-11-26T12:00:00");
     }
 
     #[test]

@@ -9,16 +9,15 @@
 pub mod batch;
 pub mod charge;
 pub mod clock;
-pub mod dump;
 pub mod import;
 pub mod money;
 pub mod store;
 pub mod text;
 pub mod token;
 
-pub use batch::{ItemError, ItemErrorCode, ItemInput, ItemRequest, Method, Verdict};
+pub use batch::{ChargeChange, ItemError, ItemErrorCode, ItemInput, ItemRequest, Method, Verdict};
 pub use charge::{Charge, ChargeField, ChargeStatus, StatusGroup};
 pub use clock::{Date, Timestamp};
 pub use money::{Currency, Money};
-pub use store::{Store, StoreError};
+pub use store::{AdminStore, Database, Store, StoreError};
 pub use text::{ChargeNumber, CustomerId, OperatorCode, ReferenceNumber, Username};

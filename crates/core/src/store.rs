@@ -9,13 +9,12 @@ use async_trait::async_trait;
 use crate::batch::{Batch, Verdict};
 use crate::charge::{Charge, ChargeStatus, StatusGroup};
 use crate::clock::{Date, Timestamp};
-use crate::dump::{CopySummary, DumpSink, DumpSource};
 use crate::money::{Currency, Money};
 use crate::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 use crate::token::TokenHash;
 
 /// What can go wrong in a store, sorted by what the caller should do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The database is unreachable, busy or timed out. Nothing was applied; retrying
     /// later may succeed. Answered as `503 SERVICE_UNAVAILABLE`.
@@ -202,23 +201,21 @@ pub enum ImportOutcome {
     Refused(Vec<ImportConflict>),
 }
 
-/// The persistence a chargegate server needs. Implementations must be safe to share
-/// between tasks and between server processes on one database.
+/// Reports how many rows of an import are done.
+pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What serving requests needs: the seam every HTTP handler goes through. Each method is
+/// one thing a request does; writes are one transaction each. Implementations must be
+/// safe to share between tasks and between server processes on one database.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Which backend this is (`sqlite`, `postgres`), for logs and metrics.
     fn backend(&self) -> &'static str;
 
-    /// Applies pending migrations; a no-op on an up-to-date database.
-    async fn migrate(&self) -> StoreResult<()>;
-
-    /// Answers once the database answers a trivial query.
+    /// Answers once the database answers a trivial query and, where the backend can
+    /// tell, can commit a write again after a failure.
     async fn ping(&self) -> StoreResult<()>;
 
-    async fn create_operator(&self, new: &NewOperator) -> StoreResult<Operator>;
-    async fn operator_by_code(&self, code: &OperatorCode) -> StoreResult<Option<Operator>>;
-    /// Creates a user; `Conflict` when the name is taken within the operator.
-    async fn create_user(&self, new: &NewUser) -> StoreResult<i64>;
     async fn login_user(
         &self,
         operator: &OperatorCode,
@@ -227,6 +224,8 @@ pub trait Store: Send + Sync {
 
     /// Counts an attempt for the pair before its password is checked, so that parallel
     /// guesses cannot slip past the limit; refuses it while the pair is locked out.
+    /// Forgets pairs whose last attempt is older than the lockout and that are not
+    /// locked, so made-up names do not pile up.
     async fn begin_login_attempt(
         &self,
         organisation: &str,
@@ -250,29 +249,39 @@ pub trait Store: Send + Sync {
     async fn revoke_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool>;
 
     /// Judges and applies one batch call in one transaction: reads the named charges and
-    /// references, runs [`Batch::judge`], writes the applied items and their history
-    /// rows, commits. Either every applied item is stored or (on error) none is.
+    /// references, runs [`Batch::decide`], writes its plan, commits. Either every applied
+    /// item is stored or (on error) none is.
     async fn apply_batch(&self, batch: &Batch) -> StoreResult<Vec<Verdict>>;
 
     async fn list_charges(&self, query: &ListQuery) -> StoreResult<Vec<Charge>>;
+}
 
-    /// Whether the database holds no operator, user, token or charge (a valid target for
-    /// [`Store::import_dump`]).
-    async fn is_empty(&self) -> StoreResult<bool>;
+/// What the command line and set-up need: schema, operators, users, imports.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Applies pending migrations; a no-op on an up-to-date database.
+    async fn migrate(&self) -> StoreResult<()>;
 
-    /// Streams every row into `sink` from one consistent read, ending with
-    /// [`crate::dump::DumpChunk::End`].
-    async fn export_dump(&self, sink: &mut dyn DumpSink) -> StoreResult<()>;
-
-    /// Writes a dump into this (empty) database in one transaction, ids preserved;
-    /// commits only after `End`, so an interrupted copy leaves nothing behind.
-    async fn import_dump(&self, source: &mut dyn DumpSource) -> StoreResult<CopySummary>;
+    async fn create_operator(&self, new: &NewOperator) -> StoreResult<Operator>;
+    async fn operator_by_code(&self, code: &OperatorCode) -> StoreResult<Option<Operator>>;
+    /// Creates a user; `Conflict` when the name is taken within the operator.
+    async fn create_user(&self, new: &NewUser) -> StoreResult<i64>;
 
     /// Imports charges all-or-nothing. `progress` is told how many rows are done.
     async fn import_charges(
         &self,
-        charges: &[NewCharge],
+        charges: Vec<NewCharge>,
         now: Timestamp,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: Progress,
     ) -> StoreResult<ImportOutcome>;
+
+    /// Finishes pending work and releases the database (SQLite folds its write-ahead log
+    /// into the database file, so the `.db` file alone holds everything). Later calls
+    /// answer `Unavailable`.
+    async fn close(&self);
 }
+
+/// A whole backend: both seams. `Arc<dyn Database>` coerces to `Arc<dyn Store>`.
+pub trait Database: Store + AdminStore {}
+
+impl<T: Store + AdminStore> Database for T {}

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chargegate_core::Store;
+use chargegate_core::clock::Clock;
 use chargegate_core::store::LoginPolicy;
 use tokio::net::TcpListener;
 
@@ -15,6 +16,8 @@ use crate::passwords::Passwords;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Where handlers read the time; tests move a manual clock instead of sleeping.
+    pub clock: Arc<dyn Clock>,
     pub passwords: Arc<Passwords>,
     pub auth: AuthSettings,
     /// This server's own counts, served on the metrics listener when there is one.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use chargegate_core::Store;
 use chargegate_core::money::Currency;
 use chargegate_core::store::{LoginPolicy, NewOperator, NewUser, StoreError};
 use chargegate_core::text::{OperatorCode, Username};
+use chargegate_core::{Database, Store};
 use chargegate_store::{DatabaseUrl, SqliteStore, StoreOptions};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -205,7 +205,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve { demo, .. } => serve(settings, demo).await,
         Command::Migrate => {
-            open_store(&settings).await?;
+            open_store(&settings).await?.close().await;
             println!("database is up to date");
             Ok(())
         }
@@ -225,12 +225,12 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Opens the configured database and applies pending migrations.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
     open_url(settings, &settings.database_url).await
 }
 
 /// Opens the database at `url` with the configured pool settings, and migrates it.
-async fn open_url(settings: &Settings, url: &str) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_url(settings: &Settings, url: &str) -> anyhow::Result<Arc<dyn Database>> {
     let url = DatabaseUrl::parse(url)?;
     let store = chargegate_store::open(&url, &store_options(settings))
         .await
@@ -254,6 +254,7 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
     let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
     Ok(AppState {
         store,
+        clock: Arc::new(chargegate_core::clock::SystemClock),
         passwords: Arc::new(Passwords::new(parallelism)?),
         auth: AuthSettings {
             token_ttl_seconds: settings.token_ttl,
@@ -300,7 +301,7 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
             "demo ready (the demo password is in the README)"
         );
     }
-    let state = app_state(store, &settings)?;
+    let state = app_state(store.clone(), &settings)?;
 
     // The metrics listener keeps answering while requests in flight finish, and stops
     // after the API.
@@ -323,6 +324,8 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         None => None,
     };
     let served = app::serve(listener, state, shutdown_signal()).await;
+    // Requests are done: let the database finish its work and fold its log.
+    store.close().await;
     let _ = stop_metrics.send(());
     if let Some(task) = metrics_task {
         task.await
@@ -380,6 +383,7 @@ async fn operator_add(
         })
         .await
         .map_err(conflict_as_message)?;
+    store.close().await;
     println!(
         "created operator {} ({}, local currency {})",
         operator.code, operator.name, operator.local_currency
@@ -408,6 +412,7 @@ async fn user_add(settings: &Settings, username: &str, operator: &str) -> anyhow
         })
         .await
         .map_err(conflict_as_message)?;
+    store.close().await;
     println!("created user {username} of operator {code}");
     Ok(())
 }
@@ -467,7 +472,9 @@ async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<()> {
 
 async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
-    match csv_import::import(store.as_ref(), file).await {
+    let imported = csv_import::import(store.as_ref(), file).await;
+    store.close().await;
+    match imported {
         Ok(summary) => {
             println!(
                 "imported {} charge(s), skipped {} already present",
@@ -492,18 +499,14 @@ async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> 
 /// `db copy --to URL`: streams a consistent snapshot of the source into the empty target,
 /// which commits only once everything arrived.
 async fn db_copy(settings: &Settings, to: &str) -> anyhow::Result<()> {
-    if DatabaseUrl::parse(to)? == DatabaseUrl::parse(&settings.database_url)? {
+    let source = DatabaseUrl::parse(&settings.database_url)?;
+    let target = DatabaseUrl::parse(to)?;
+    if source == target {
         bail!("--to names the source database itself");
     }
-    let source = open_store(settings).await?;
-    let target = open_url(settings, to).await?;
-    if !target.is_empty().await? {
-        bail!(
-            "the target database {} is not empty; db copy only fills an empty database",
-            chargegate_store::redact(to)
-        );
-    }
-    let summary = crate::copy::copy(source.as_ref(), target.as_ref()).await?;
+    let summary = chargegate_store::copy::copy(&source, &target, &store_options(settings))
+        .await
+        .map_err(conflict_as_message)?;
     for (table, rows) in &summary {
         println!("{table}: {rows} row(s)");
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use chargegate_core::charge::ChargeStatus;
 use chargegate_core::clock::{Date, Timestamp};
 use chargegate_core::money::{Currency, Money};
-use chargegate_core::store::{ImportOutcome, ImportSummary, NewCharge, Operator, Store};
+use chargegate_core::store::{AdminStore, ImportOutcome, ImportSummary, NewCharge, Operator};
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -106,7 +106,11 @@ impl Columns {
 }
 
 /// Reads and checks a whole file against the store's operators.
-async fn read(store: &dyn Store, path: &Path, bar: &ProgressBar) -> Result<Vec<Row>, ImportError> {
+async fn read(
+    store: &dyn AdminStore,
+    path: &Path,
+    bar: &ProgressBar,
+) -> Result<Vec<Row>, ImportError> {
     let read_error = |source| ImportError::Read {
         path: path.display().to_string(),
         source,
@@ -350,7 +354,7 @@ fn progress_bar(unit: &str) -> ProgressBar {
 }
 
 /// Imports a CSV file; on success returns how many charges were added and skipped.
-pub async fn import(store: &dyn Store, path: &Path) -> Result<ImportSummary, ImportError> {
+pub async fn import(store: &dyn AdminStore, path: &Path) -> Result<ImportSummary, ImportError> {
     let large = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) > 100 * PROGRESS_THRESHOLD;
     let reading = if large {
         progress_bar("bytes")
@@ -371,10 +375,13 @@ pub async fn import(store: &dyn Store, path: &Path) -> Result<ImportSummary, Imp
     writing.set_length(total);
     writing.set_message("importing");
     let charges: Vec<NewCharge> = rows.iter().map(|r| r.charge.clone()).collect();
+    let bar = writing.clone();
     let outcome = store
-        .import_charges(&charges, Timestamp::now(), &|done| {
-            writing.set_position(done)
-        })
+        .import_charges(
+            charges,
+            Timestamp::now(),
+            std::sync::Arc::new(move |done| bar.set_position(done)),
+        )
         .await;
     writing.finish_and_clear();
     match outcome? {

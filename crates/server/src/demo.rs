@@ -1,8 +1,9 @@
 //! `serve --demo`: a ready-to-try operator, so the seed document's example works at once.
 
+use chargegate_core::Database;
 use chargegate_core::clock::{Date, Timestamp};
 use chargegate_core::money::{Currency, Money};
-use chargegate_core::store::{ImportOutcome, NewCharge, NewOperator, NewUser, Store, StoreError};
+use chargegate_core::store::{ImportOutcome, NewCharge, NewOperator, NewUser, StoreError};
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 
 pub const OPERATOR: &str = "pci";
@@ -83,7 +84,7 @@ fn data<E: std::fmt::Display>(e: E) -> DemoError {
 
 /// Creates, if absent, operator `pci` (EUR), user `demo`/`demo` and a handful of PENDING
 /// charges including `I00002706` for `pci155`. Running it again changes nothing.
-pub async fn seed(store: &dyn Store) -> Result<(), DemoError> {
+pub async fn seed(store: &dyn Database) -> Result<(), DemoError> {
     let code = OperatorCode::parse(OPERATOR).map_err(data)?;
     let eur = Currency::parse("EUR").map_err(data)?;
     let operator = match store.operator_by_code(&code).await? {
@@ -125,7 +126,7 @@ pub async fn seed(store: &dyn Store) -> Result<(), DemoError> {
         });
     }
     match store
-        .import_charges(&charges, Timestamp::now(), &|_| {})
+        .import_charges(charges, Timestamp::now(), std::sync::Arc::new(|_| {}))
         .await?
     {
         ImportOutcome::Imported(summary) => {

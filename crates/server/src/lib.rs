@@ -8,7 +8,6 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod copy;
 pub mod csv_import;
 pub mod demo;
 pub mod metrics;

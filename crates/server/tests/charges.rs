@@ -209,7 +209,7 @@ on_every_backend! {
             received_on: Some(at),
             status: None,
         }).collect();
-        srv.store.import_charges(&rows, at, &|_| {}).await.unwrap();
+        srv.store.import_charges(rows, at, std::sync::Arc::new(|_| {})).await.unwrap();
         let token = srv.login().await;
         assert_eq!(numbers(&srv.list_all(&token, "NOT_PROCESSED").await), ["A", "B", "C"]);
     }

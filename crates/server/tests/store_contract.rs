@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use chargegate_core::Store;
+use chargegate_core::Database;
 use chargegate_core::batch::{Batch, ItemErrorCode, ItemInput, ItemRequest, Method, Verdict};
 use chargegate_core::charge::{ChargeStatus, StatusGroup};
 use chargegate_core::clock::{Date, Timestamp};
@@ -21,7 +21,7 @@ use common::*;
 
 struct Fixture {
     _db: TestDb,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Database>,
     operator: i64,
     user: i64,
 }
@@ -90,7 +90,7 @@ fn batch(f: &Fixture, method: Method, items: &[(&str, Option<&str>)]) -> Batch {
 
 async fn import(f: &Fixture, rows: &[NewCharge]) -> ImportOutcome {
     f.store
-        .import_charges(rows, Timestamp::now(), &|_| {})
+        .import_charges(rows.to_vec(), Timestamp::now(), Arc::new(|_| {}))
         .await
         .unwrap()
 }
@@ -100,7 +100,9 @@ on_every_backend! {
         let f = fixture(backend).await;
         f.store.migrate().await.unwrap();
         f.store.ping().await.unwrap();
-        assert!(!f.store.is_empty().await.unwrap());
+        let url = chargegate_store::DatabaseUrl::parse(&f._db.url).unwrap();
+        let options = chargegate_store::StoreOptions::default();
+        assert!(!chargegate_store::copy::is_empty(&url, &options).await.unwrap());
         assert_eq!(f.store.backend(), match backend { Backend::Sqlite => "sqlite", Backend::Postgres => "postgres" });
     }
 
@@ -277,7 +279,7 @@ async fn postgresql_serves_the_list_from_its_partial_index() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    let sql = format!("EXPLAIN {}", chargegate_store::postgres::list_sql());
+    let sql = format!("EXPLAIN {}", chargegate_store::postgres::LIST_SQL);
     let plan: Vec<String> = sqlx::query_scalar(&sql)
         .bind(f.operator)
         .bind(true)

@@ -45,6 +45,26 @@ fn is_transient(code: &str) -> bool {
         || code == "40P01"
 }
 
+/// The same sorting for SQLite's own errors (the SQLite backend talks to SQLite through
+/// rusqlite).
+pub(crate) fn from_sqlite(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let code = failure.extended_code;
+            let text = message.clone().unwrap_or_else(|| failure.to_string());
+            // SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY.
+            if matches!(code, 2067 | 1555) {
+                StoreError::Conflict(text)
+            } else if is_transient(&code.to_string()) {
+                StoreError::Unavailable(format!("{text} (code {code})"))
+            } else {
+                StoreError::Internal(format!("{text} (code {code})"))
+            }
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("unreadable stored value: {what}"))
 }

@@ -9,16 +9,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chargegate_core::Store;
+use chargegate_core::Database;
 use chargegate_core::store::StoreError;
 
-mod copy;
+pub mod copy;
 mod error;
 mod migrations;
 pub mod postgres;
 mod rows;
-mod sql;
 pub mod sqlite;
+pub mod tables;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -122,8 +122,12 @@ impl Default for StoreOptions {
     }
 }
 
-/// Opens the store the URL names. Does not migrate: call [`Store::migrate`].
-pub async fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store the URL names. Does not migrate: call
+/// [`chargegate_core::AdminStore::migrate`].
+pub async fn open(
+    url: &DatabaseUrl,
+    options: &StoreOptions,
+) -> Result<Arc<dyn Database>, StoreError> {
     match url {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, options).await?)),
         DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresStore::open(url, options).await?)),

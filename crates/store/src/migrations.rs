@@ -9,17 +9,31 @@ use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 /// (version, description, SQL) of one migration.
 pub(crate) type Source = (i64, &'static str, &'static str);
 
-pub(crate) const SQLITE: &[Source] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+pub(crate) const SQLITE: &[Source] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "engine",
+        include_str!("../migrations/sqlite/0002_engine.sql"),
+    ),
+];
 
-pub(crate) const POSTGRES: &[Source] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+pub(crate) const POSTGRES: &[Source] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "engine",
+        include_str!("../migrations/postgres/0002_engine.sql"),
+    ),
+];
 
 pub(crate) fn migrator(sources: &[Source]) -> Migrator {
     let migrations = sources

@@ -12,40 +12,42 @@
 //! `503 SERVICE_UNAVAILABLE` with nothing applied; the pool reconnects on its own when the
 //! database comes back.
 
+//!
+//! Every statement has a fixed text (lists travel as arrays), so each is prepared once per
+//! connection and its plan does not depend on how many items a call carries.
+
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chargegate_core::batch::{Batch, Snapshot, Verdict};
+use chargegate_core::batch::{Batch, ChargeChange, Method, Snapshot, Verdict};
 use chargegate_core::charge::{Charge, StatusGroup};
 use chargegate_core::clock::Timestamp;
-use chargegate_core::dump::{CopySummary, DumpChunk, DumpSink, DumpSource};
+use chargegate_core::import::ResolvedCharge;
 use chargegate_core::store::{
-    AttemptPermit, ImportOutcome, ListQuery, LoginPolicy, LoginUser, NewCharge, NewOperator,
-    NewToken, NewUser, Operator, Store, StoreError, StoreResult, TokenRecord,
+    AdminStore, AttemptPermit, ImportOutcome, ImportSummary, ListQuery, LoginPolicy, LoginUser,
+    NewCharge, NewOperator, NewToken, NewUser, Operator, Progress, Store, StoreError, StoreResult,
+    TokenRecord,
 };
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::TokenHash;
-use sqlx::Postgres;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 
 use crate::StoreOptions;
-use crate::copy::{self, IS_EMPTY_SQL, Table};
 use crate::error::from_sqlx;
 use crate::migrations::{self, migrator};
-use crate::rows::{
-    self, CHARGE_COLUMNS, ChargeRow, LOGIN_USER_COLUMNS, OPERATOR_COLUMNS, StateRow, TOKEN_COLUMNS,
-    TOKEN_RETENTION_SECONDS,
-};
-use crate::sql::{self, Applied, Statements};
-
-type Sql = Statements<Postgres>;
+use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS, TokenRow};
+use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
 /// How often a batch is retried after losing a race the locks could not prevent.
 const MAX_ATTEMPTS: u32 = 8;
 
 /// Serialises imports across servers (charge numbering reads the highest number first).
 const IMPORT_LOCK_KEY: i64 = 0x6368_6172_6765; // "charge"
+
+/// Rows per INSERT of an import.
+const IMPORT_CHUNK: usize = 1000;
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -117,93 +119,497 @@ impl PostgresStore {
     async fn try_apply_batch(&self, batch: &Batch) -> Result<Vec<Verdict>, Failure> {
         let mut tx = self.pool.begin().await?;
         let snapshot = read_snapshot(&mut tx, batch).await?;
-        let verdicts = batch.judge(&snapshot);
-        write_applied(&mut tx, batch, &sql::applied(batch, &snapshot, &verdicts)).await?;
+        let (verdicts, changes) = batch.decide(&snapshot);
+        write_plan(&mut tx, batch, &changes).await?;
         tx.commit().await?;
         Ok(verdicts)
     }
+
+    /// Whether the database holds no operator, user, token or charge.
+    pub(crate) async fn is_empty(&self) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await.map_err(sql_err)?;
+        is_empty(&mut conn).await
+    }
+
+    /// Streams every table, chunk by chunk, from one snapshot, then [`Chunk::End`].
+    pub(crate) async fn export(&self, sink: tokio::sync::mpsc::Sender<Chunk>) -> StoreResult<()> {
+        let gone = || StoreError::Internal("the copy's target stopped reading".into());
+        let mut tx = self.pool.begin().await.map_err(sql_err)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err)?;
+        for table in TABLES {
+            let mut after = i64::MIN;
+            loop {
+                let rows =
+                    match table.page_key {
+                        Some(key) => sqlx::query(&format!(
+                            "SELECT {} FROM {} WHERE {key} > $1 ORDER BY {key} LIMIT {CHUNK_ROWS}",
+                            table.column_list(),
+                            table.name
+                        ))
+                        .bind(after)
+                        .fetch_all(&mut *tx)
+                        .await,
+                        None => {
+                            sqlx::query(&format!(
+                                "SELECT {} FROM {} ORDER BY {}",
+                                table.column_list(),
+                                table.name,
+                                table.order_by
+                            ))
+                            .fetch_all(&mut *tx)
+                            .await
+                        }
+                    }
+                    .map_err(sql_err)?;
+                let full = rows.len() == CHUNK_ROWS;
+                let values = rows
+                    .iter()
+                    .map(|r| read_values(r, table.columns))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_err)?;
+                let last = table
+                    .page_key
+                    .and(values.last())
+                    .and_then(|r| match r.first() {
+                        Some(Value::Int(k)) => Some(*k),
+                        _ => None,
+                    });
+                let mut values = values.into_iter().peekable();
+                while values.peek().is_some() {
+                    let part: Vec<_> = values.by_ref().take(CHUNK_ROWS).collect();
+                    sink.send(Chunk::Rows(table, part))
+                        .await
+                        .map_err(|_| gone())?;
+                }
+                match last {
+                    Some(key) if full => after = key,
+                    _ => break,
+                }
+            }
+        }
+        tx.rollback().await.map_err(sql_err)?;
+        sink.send(Chunk::End).await.map_err(|_| gone())
+    }
+
+    /// Writes a copy into this (empty) database in one transaction, ids preserved; commits
+    /// only after [`Chunk::End`], so an interrupted copy leaves nothing behind.
+    pub(crate) async fn import(
+        &self,
+        mut source: tokio::sync::mpsc::Receiver<Chunk>,
+    ) -> StoreResult<Vec<(&'static str, u64)>> {
+        let mut tx = self.pool.begin().await.map_err(sql_err)?;
+        // No other writer may slip rows in while the copy runs.
+        let names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        sqlx::query(&format!(
+            "LOCK TABLE {} IN EXCLUSIVE MODE",
+            names.join(", ")
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql_err)?;
+        if !is_empty(&mut tx).await? {
+            return Err(StoreError::Conflict(format!(
+                "the target database {} is not empty",
+                self.shown
+            )));
+        }
+        let mut summary: Vec<(&'static str, u64)> = Vec::new();
+        loop {
+            let chunk = source.recv().await.ok_or_else(|| {
+                StoreError::Internal("the copy stopped before its end; nothing was written".into())
+            })?;
+            let Chunk::Rows(table, rows) = chunk else {
+                break;
+            };
+            insert_values(&mut tx, table, &rows).await?;
+            match summary.iter_mut().find(|(t, _)| *t == table.name) {
+                Some((_, n)) => *n += rows.len() as u64,
+                None => summary.push((table.name, rows.len() as u64)),
+            }
+        }
+        // Ids were copied verbatim: move each identity past them.
+        for table in TABLES.iter().filter(|t| t.identity) {
+            let name = table.name;
+            sqlx::query(&format!(
+                "SELECT setval(pg_get_serial_sequence('{name}', 'id'), \
+                 COALESCE((SELECT max(id) FROM {name}), 0) + 1, false)"
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err)?;
+        }
+        tx.commit().await.map_err(sql_err)?;
+        Ok(summary)
+    }
+}
+
+fn read_values(row: &PgRow, columns: &[crate::tables::Column]) -> Result<Vec<Value>, sqlx::Error> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            Ok(match column.kind {
+                Kind::Int => row.try_get::<Option<i64>, _>(i)?.map(Value::Int),
+                Kind::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
+                Kind::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
+                Kind::Bytes => row.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
+            }
+            .unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+/// Inserts copied rows with one statement: each column travels as one typed array.
+async fn insert_values(
+    conn: &mut PgConnection,
+    table: &crate::tables::Table,
+    rows: &[Vec<Value>],
+) -> StoreResult<()> {
+    let arrays = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ty = match c.kind {
+                Kind::Int => "bigint",
+                Kind::Text => "text",
+                Kind::Bool => "boolean",
+                Kind::Bytes => "bytea",
+            };
+            format!("${}::{ty}[]", i + 1)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {} ({}) SELECT * FROM unnest({arrays})",
+        table.name,
+        table.column_list()
+    );
+    let mut query = sqlx::query(&sql);
+    for (i, column) in table.columns.iter().enumerate() {
+        let cells = rows.iter().map(|r| r.get(i).unwrap_or(&Value::Null));
+        query = match column.kind {
+            Kind::Int => query.bind(
+                cells
+                    .map(|v| match v {
+                        Value::Int(n) => Some(*n),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Kind::Text => query.bind(
+                cells
+                    .map(|v| match v {
+                        Value::Text(t) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Kind::Bool => query.bind(
+                cells
+                    .map(|v| match v {
+                        Value::Bool(b) => Some(*b),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Kind::Bytes => query.bind(
+                cells
+                    .map(|v| match v {
+                        Value::Bytes(b) => Some(b.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        };
+    }
+    query.execute(&mut *conn).await.map(|_| ()).map_err(sql_err)
+}
+
+async fn is_empty(conn: &mut PgConnection) -> StoreResult<bool> {
+    for table in CONTENT_TABLES {
+        let any: bool = sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sql_err)?;
+        if any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// One page of `charges/list`. The WHERE clause repeats the terms of the partial index
 /// `charges_to_list`, so the page comes from it, already in order.
-pub fn list_sql() -> String {
-    format!(
-        "SELECT {CHARGE_COLUMNS} FROM charges \
-         WHERE operator_id = $1 AND (status = 'PENDING') = $2 \
-           AND acknowledged_status IS DISTINCT FROM status \
-         ORDER BY received_on, number LIMIT $3 OFFSET $4"
-    )
-}
+pub const LIST_SQL: &str = "SELECT number, customer_id, amount_minor, currency, \
+        local_amount_minor, local_currency, paid_through_date, status, received_on, \
+        set_as_approved_on, set_as_declined_on, set_as_bad_request_on, set_as_rejected_on \
+     FROM charges \
+     WHERE operator_id = $1 AND (status = 'PENDING') = $2 \
+       AND acknowledged_status IS DISTINCT FROM status \
+     ORDER BY received_on, number LIMIT $3 OFFSET $4";
 
 /// Locks the batch's charges, then reads what the rules need.
 async fn read_snapshot(conn: &mut PgConnection, batch: &Batch) -> Result<Snapshot, Failure> {
     let mut snapshot = Snapshot::default();
-    if batch.numbers().is_empty() {
+    let numbers: Vec<&str> = batch.numbers().into_iter().map(|n| n.as_str()).collect();
+    if numbers.is_empty() {
         return Ok(snapshot);
     }
-    // Lock first, read second: the read is a new statement, so under READ COMMITTED it
-    // sees every change committed before the locks were granted, decisions included.
-    Sql::lock_charges(batch).build().execute(&mut *conn).await?;
-    for row in Sql::charge_states(batch)
-        .build()
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        let (number, state) = StateRow::read(&row)?.into_state()?;
+    // Lock first, in id order (so two batches cannot deadlock), read second: the read is
+    // a new statement, so under READ COMMITTED it sees every change committed before the
+    // locks were granted, decisions included.
+    sqlx::query(
+        "SELECT id FROM charges WHERE operator_id = $1 AND number = ANY($2) \
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(batch.operator_id)
+    .bind(&numbers)
+    .execute(&mut *conn)
+    .await?;
+    let found = sqlx::query(
+        "SELECT c.id, c.number, c.customer_id, c.status, d.method AS decision_method, \
+                d.reference_number AS decision_reference, c.acknowledged_status, \
+                c.acknowledged_reference_number \
+         FROM charges c LEFT JOIN decisions d ON d.charge_id = c.id \
+         WHERE c.operator_id = $1 AND c.number = ANY($2)",
+    )
+    .bind(batch.operator_id)
+    .bind(&numbers)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &found {
+        let row = StateRow {
+            id: r.try_get("id")?,
+            number: r.try_get("number")?,
+            customer: r.try_get("customer_id")?,
+            status: r.try_get("status")?,
+            decision_method: r.try_get("decision_method")?,
+            decision_reference: r.try_get("decision_reference")?,
+            acknowledged_status: r.try_get("acknowledged_status")?,
+            acknowledged_reference: r.try_get("acknowledged_reference_number")?,
+        };
+        let (number, state) = row.into_state()?;
         snapshot.charges.insert(number, state);
     }
-    if !batch.references().is_empty() {
-        for row in Sql::used_references(batch)
-            .build()
+    let references: Vec<&str> = batch.references().into_iter().map(|r| r.as_str()).collect();
+    if references.is_empty() {
+        return Ok(snapshot);
+    }
+    // Each method's references form their own namespace: its accepts, its declines, or
+    // its acknowledgements.
+    let used = match batch.method {
+        Method::Acknowledge => {
+            sqlx::query(
+                "SELECT a.reference_number, c.number FROM acknowledgements a \
+                 JOIN charges c ON c.id = a.charge_id \
+                 WHERE a.operator_id = $1 AND a.reference_number = ANY($2)",
+            )
+            .bind(batch.operator_id)
+            .bind(&references)
             .fetch_all(&mut *conn)
             .await?
-        {
-            let (reference, number) = rows::used_reference(&row)?;
-            snapshot.used_references.insert(reference, number);
+        }
+        Method::Accept | Method::Decline => {
+            sqlx::query(
+                "SELECT d.reference_number, c.number FROM decisions d \
+                 JOIN charges c ON c.id = d.charge_id \
+                 WHERE d.operator_id = $1 AND d.method = $2 AND d.reference_number = ANY($3)",
+            )
+            .bind(batch.operator_id)
+            .bind(batch.method.as_str())
+            .bind(&references)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    for r in &used {
+        let reference: Option<String> = r.try_get("reference_number")?;
+        let number: String = r.try_get("number")?;
+        if let Some(reference) = rows::reference(reference)? {
+            snapshot
+                .used_references
+                .insert(reference, rows::number(number)?);
         }
     }
     Ok(snapshot)
 }
 
-async fn write_applied(
+/// Executes a batch's plan with three set-based statements: the conditional status
+/// update (which must change every planned charge, else the attempt starts over), the
+/// decision or acknowledgement rows, and the history rows.
+async fn write_plan(
     conn: &mut PgConnection,
     batch: &Batch,
-    items: &[Applied<'_>],
+    changes: &[ChargeChange],
 ) -> Result<(), Failure> {
-    if items.is_empty() {
+    if changes.is_empty() {
         return Ok(());
     }
-    let mut writes = Sql::batch_writes(batch, items);
-    let changed = writes
-        .update
-        .build()
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    if changed != writes.expected {
+    let at = batch.at.unix();
+    let ids: Vec<i64> = changes.iter().map(|c| c.charge_id).collect();
+    let from: Vec<&str> = changes.iter().map(|c| c.from.as_str()).collect();
+    let to: Vec<&str> = changes.iter().map(|c| c.to.as_str()).collect();
+    let references: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| c.reference.as_ref().map(|r| r.as_str()))
+        .collect();
+    let update = match batch.method {
+        Method::Accept => sqlx::query(
+            "UPDATE charges c SET status = 'APPROVED', set_as_approved_on = $2 \
+             FROM unnest($1::bigint[], $3::text[]) AS u(id, from_status) \
+             WHERE c.id = u.id AND c.status = u.from_status",
+        ),
+        Method::Decline => sqlx::query(
+            "UPDATE charges c SET status = 'DECLINED', set_as_declined_on = $2 \
+             FROM unnest($1::bigint[], $3::text[]) AS u(id, from_status) \
+             WHERE c.id = u.id AND c.status = u.from_status",
+        ),
+        Method::Acknowledge => sqlx::query(
+            "UPDATE charges c SET acknowledged_status = c.status, acknowledged_on = $2, \
+                    acknowledged_reference_number = u.reference \
+             FROM unnest($1::bigint[], $3::text[], $4::text[]) AS u(id, from_status, reference) \
+             WHERE c.id = u.id AND c.status = u.from_status",
+        )
+        .bind(&ids)
+        .bind(at)
+        .bind(&from)
+        .bind(&references),
+    };
+    let update = match batch.method {
+        Method::Acknowledge => update,
+        _ => update.bind(&ids).bind(at).bind(&from),
+    };
+    let changed = update.execute(&mut *conn).await?.rows_affected();
+    if changed != changes.len() as u64 {
         // The locks make this impossible; should it happen, start over.
         return Err(Failure::Retry(format!(
             "{} changed {changed} of {} charges",
-            batch.method, writes.expected
+            batch.method,
+            changes.len()
         )));
     }
-    writes.record.build().execute(&mut *conn).await?;
-    writes.history.build().execute(&mut *conn).await?;
+    match batch.method {
+        Method::Accept | Method::Decline => {
+            sqlx::query(
+                "INSERT INTO decisions (charge_id, operator_id, method, reference_number, \
+                                        user_id, decided_on, request_id) \
+                 SELECT u.id, $2, $3, u.reference, $4, $5, $6 \
+                 FROM unnest($1::bigint[], $7::text[]) AS u(id, reference)",
+            )
+            .bind(&ids)
+            .bind(batch.operator_id)
+            .bind(batch.method.as_str())
+            .bind(batch.user_id)
+            .bind(at)
+            .bind(&batch.request_id)
+            .bind(&references)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Method::Acknowledge => {
+            sqlx::query(
+                "INSERT INTO acknowledgements (charge_id, operator_id, status, reference_number, \
+                                               user_id, acknowledged_on, request_id) \
+                 SELECT u.id, $2, u.status, u.reference, $3, $4, $5 \
+                 FROM unnest($1::bigint[], $6::text[], $7::text[]) AS u(id, status, reference)",
+            )
+            .bind(&ids)
+            .bind(batch.operator_id)
+            .bind(batch.user_id)
+            .bind(at)
+            .bind(&batch.request_id)
+            .bind(&from)
+            .bind(&references)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO charge_history (charge_id, event, from_status, to_status, at, user_id, \
+                                     request_id, reference_number) \
+         SELECT u.id, $2, u.from_status, u.to_status, $3, $4, $5, u.reference \
+         FROM unnest($1::bigint[], $6::text[], $7::text[], $8::text[]) \
+              AS u(id, from_status, to_status, reference)",
+    )
+    .bind(&ids)
+    .bind(batch.method.as_str())
+    .bind(at)
+    .bind(batch.user_id)
+    .bind(&batch.request_id)
+    .bind(&from)
+    .bind(&to)
+    .bind(&references)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
+}
+
+fn renamed_conflict(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match sql_err(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(message()),
+        other => other,
+    }
+}
+
+/// Inserts resolved charges with one statement per chunk, returning each `(id, status)`.
+async fn insert_charges(
+    conn: &mut PgConnection,
+    rows: &[ResolvedCharge],
+) -> StoreResult<Vec<(i64, String)>> {
+    let column =
+        |f: &dyn Fn(&ResolvedCharge) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+    let text =
+        |f: &dyn Fn(&ResolvedCharge) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    let inserted = sqlx::query(
+        "INSERT INTO charges (number, operator_id, customer_id, netflix_customer_id, \
+                              amount_minor, currency, local_amount_minor, local_currency, \
+                              paid_through_date, status, initial_status, received_on, \
+                              set_as_approved_on, set_as_declined_on, set_as_bad_request_on, \
+                              set_as_rejected_on) \
+         SELECT number, operator_id, customer_id, netflix_customer_id, amount_minor, currency, \
+                local_amount_minor, local_currency, paid_through_date, status, status, \
+                received_on, approved, declined, bad_request, rejected \
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
+                     $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], \
+                     $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[]) \
+              AS u(number, operator_id, customer_id, netflix_customer_id, amount_minor, \
+                   currency, local_amount_minor, local_currency, paid_through_date, status, \
+                   received_on, approved, declined, bad_request, rejected) \
+         RETURNING id, status",
+    )
+    .bind(text(&|c| Some(c.number.as_str().to_owned())))
+    .bind(column(&|c| Some(c.operator_id)))
+    .bind(text(&|c| Some(c.customer.as_str().to_owned())))
+    .bind(text(&|c| c.netflix_customer.clone()))
+    .bind(column(&|c| Some(c.amount.minor())))
+    .bind(text(&|c| Some(c.amount.currency().code().to_owned())))
+    .bind(column(&|c| Some(c.local_amount.minor())))
+    .bind(text(&|c| Some(c.local_amount.currency().code().to_owned())))
+    .bind(text(&|c| Some(c.paid_through_date.to_string())))
+    .bind(text(&|c| Some(c.status.as_str().to_owned())))
+    .bind(column(&|c| Some(c.received_on.unix())))
+    .bind(column(&|c| c.stamps()[0]))
+    .bind(column(&|c| c.stamps()[1]))
+    .bind(column(&|c| c.stamps()[2]))
+    .bind(column(&|c| c.stamps()[3]))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(sql_err)?;
+    inserted
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("status")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(sql_err)
 }
 
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
-    }
-
-    async fn migrate(&self) -> StoreResult<()> {
-        // sqlx takes an advisory lock, so servers starting together migrate once.
-        migrator(migrations::POSTGRES)
-            .run(&self.pool)
-            .await
-            .map_err(migrations::error)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -214,72 +620,31 @@ impl Store for PostgresStore {
             .map_err(sql_err)
     }
 
-    async fn create_operator(&self, new: &NewOperator) -> StoreResult<Operator> {
-        let sql = format!(
-            "INSERT INTO operators (code, name, local_currency, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING {OPERATOR_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(new.code.as_str())
-            .bind(&new.name)
-            .bind(new.local_currency.code())
-            .bind(Timestamp::now().unix())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| match sql_err(e) {
-                StoreError::Conflict(_) => {
-                    StoreError::Conflict(format!("operator {} already exists", new.code))
-                }
-                other => other,
-            })?;
-        rows::operator(&row)
-    }
-
-    async fn operator_by_code(&self, code: &OperatorCode) -> StoreResult<Option<Operator>> {
-        let sql = format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE code = $1");
-        let row = sqlx::query(&sql)
-            .bind(code.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_err)?;
-        row.as_ref().map(rows::operator).transpose()
-    }
-
-    async fn create_user(&self, new: &NewUser) -> StoreResult<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO users (operator_id, username, password_hash, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(new.operator_id)
-        .bind(new.username.as_str())
-        .bind(&new.password_hash)
-        .bind(Timestamp::now().unix())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| match sql_err(e) {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("user {} already exists", new.username))
-            }
-            other => other,
-        })
-    }
-
     async fn login_user(
         &self,
         operator: &OperatorCode,
         username: &Username,
     ) -> StoreResult<Option<LoginUser>> {
-        let sql = format!(
-            "SELECT {LOGIN_USER_COLUMNS} FROM users u JOIN operators o ON o.id = u.operator_id \
-             WHERE o.code = $1 AND u.username = $2"
-        );
-        let row = sqlx::query(&sql)
-            .bind(operator.as_str())
-            .bind(username.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_err)?;
-        row.as_ref().map(rows::login_user).transpose()
+        let row = sqlx::query(
+            "SELECT u.id, u.operator_id, u.password_hash, u.enabled \
+             FROM users u JOIN operators o ON o.id = u.operator_id \
+             WHERE o.code = $1 AND u.username = $2",
+        )
+        .bind(operator.as_str())
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql_err)?;
+        row.map(|r| {
+            Ok(LoginUser {
+                user_id: r.try_get("id")?,
+                operator_id: r.try_get("operator_id")?,
+                password_hash: r.try_get("password_hash")?,
+                enabled: r.try_get("enabled")?,
+            })
+        })
+        .transpose()
+        .map_err(sql_err)
     }
 
     async fn begin_login_attempt(
@@ -289,18 +654,30 @@ impl Store for PostgresStore {
         now: Timestamp,
         policy: LoginPolicy,
     ) -> StoreResult<AttemptPermit> {
+        // Pairs neither locked nor tried within the lockout are forgotten.
+        sqlx::query(
+            "DELETE FROM login_attempts WHERE last_attempt_at < $1 - $2 \
+               AND (locked_until IS NULL OR locked_until <= $1)",
+        )
+        .bind(now.unix())
+        .bind(policy.lockout_seconds)
+        .execute(&self.pool)
+        .await
+        .map_err(sql_err)?;
         // The row lock of the upsert serialises parallel attempts for one pair; each is
         // counted before its password is checked. An expired lock starts a new count.
         let (attempts, locked_until): (i64, Option<i64>) = sqlx::query_as(
-            "INSERT INTO login_attempts AS a (organisation, username, attempts, locked_until) \
-             VALUES ($1, $2, 1, NULL) \
+            "INSERT INTO login_attempts AS a \
+                 (organisation, username, attempts, locked_until, last_attempt_at) \
+             VALUES ($1, $2, 1, NULL, $3) \
              ON CONFLICT (organisation, username) DO UPDATE SET \
                attempts = CASE WHEN a.locked_until IS NOT NULL AND a.locked_until <= $3 THEN 1 \
                                ELSE a.attempts + 1 END, \
                locked_until = CASE WHEN a.locked_until IS NOT NULL AND a.locked_until <= $3 \
                                        THEN NULL \
                                    WHEN a.attempts + 1 > $4 THEN COALESCE(a.locked_until, $3 + $5) \
-                                   ELSE a.locked_until END \
+                                   ELSE a.locked_until END, \
+               last_attempt_at = $3 \
              RETURNING attempts, locked_until",
         )
         .bind(organisation)
@@ -352,6 +729,8 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(sql_err)?;
+        // Keep the table from growing forever; expired tokens stay a week so that a
+        // client still hears EXPIRED_TOKEN rather than INVALID_TOKEN for a while.
         sqlx::query("DELETE FROM tokens WHERE expires_at < $1")
             .bind(token.issued_at.unix() - TOKEN_RETENTION_SECONDS)
             .execute(&mut *tx)
@@ -361,16 +740,31 @@ impl Store for PostgresStore {
     }
 
     async fn token(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens t JOIN users u ON u.id = t.user_id \
-             JOIN operators o ON o.id = u.operator_id WHERE t.hash = $1"
-        );
-        let row = sqlx::query(&sql)
-            .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(sql_err)?;
-        row.as_ref().map(rows::token_record).transpose()
+        let row = sqlx::query(
+            "SELECT t.user_id, u.operator_id, o.code, t.expires_at, \
+                    t.revoked_at IS NOT NULL AS revoked, u.enabled \
+             FROM tokens t JOIN users u ON u.id = t.user_id \
+             JOIN operators o ON o.id = u.operator_id WHERE t.hash = $1",
+        )
+        .bind(&hash.0[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql_err)?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let row = (|| -> Result<TokenRow, sqlx::Error> {
+            Ok(TokenRow {
+                user_id: r.try_get("user_id")?,
+                operator_id: r.try_get("operator_id")?,
+                operator_code: r.try_get("code")?,
+                expires_at: r.try_get("expires_at")?,
+                revoked: r.try_get("revoked")?,
+                user_enabled: r.try_get("enabled")?,
+            })
+        })()
+        .map_err(sql_err)?;
+        row.into_record().map(Some)
     }
 
     async fn revoke_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool> {
@@ -407,7 +801,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_charges(&self, query: &ListQuery) -> StoreResult<Vec<Charge>> {
-        let rows = sqlx::query(&list_sql())
+        let found = sqlx::query(LIST_SQL)
             .bind(query.operator_id)
             .bind(query.group == StatusGroup::NotProcessed)
             .bind(i64::from(query.limit))
@@ -415,60 +809,105 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(sql_err)?;
-        rows.iter()
-            .map(|r| ChargeRow::read(r).map_err(sql_err)?.into_charge())
+        found
+            .iter()
+            .map(|r| {
+                let row = (|| -> Result<ChargeRow, sqlx::Error> {
+                    Ok(ChargeRow {
+                        number: r.try_get("number")?,
+                        customer: r.try_get("customer_id")?,
+                        amount_minor: r.try_get("amount_minor")?,
+                        currency: r.try_get("currency")?,
+                        local_amount_minor: r.try_get("local_amount_minor")?,
+                        local_currency: r.try_get("local_currency")?,
+                        paid_through_date: r.try_get("paid_through_date")?,
+                        status: r.try_get("status")?,
+                        received_on: r.try_get("received_on")?,
+                        set_as_approved_on: r.try_get("set_as_approved_on")?,
+                        set_as_declined_on: r.try_get("set_as_declined_on")?,
+                        set_as_bad_request_on: r.try_get("set_as_bad_request_on")?,
+                        set_as_rejected_on: r.try_get("set_as_rejected_on")?,
+                    })
+                })()
+                .map_err(sql_err)?;
+                row.into_charge()
+            })
             .collect()
     }
+}
 
-    async fn is_empty(&self) -> StoreResult<bool> {
-        sqlx::query_scalar(IS_EMPTY_SQL)
-            .fetch_one(&self.pool)
+#[async_trait]
+impl AdminStore for PostgresStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        // sqlx takes an advisory lock, so servers starting together migrate once.
+        migrator(migrations::POSTGRES)
+            .run(&self.pool)
             .await
-            .map_err(sql_err)
+            .map_err(migrations::error)
     }
 
-    async fn export_dump(&self, sink: &mut dyn DumpSink) -> StoreResult<()> {
-        // One snapshot for the whole copy, even while servers keep writing.
-        let mut tx = self.pool.begin().await.map_err(sql_err)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(sql_err)?;
-        copy::export_tables::<Postgres>(&mut tx, sink).await?;
-        tx.rollback().await.map_err(sql_err)
-    }
-
-    async fn import_dump(&self, source: &mut dyn DumpSource) -> StoreResult<CopySummary> {
-        let mut tx = self.pool.begin().await.map_err(sql_err)?;
-        // No other writer may slip rows in while the copy runs.
-        sqlx::query(
-            "LOCK TABLE operators, users, login_attempts, tokens, charges, decisions, \
-             acknowledgements, charge_history IN EXCLUSIVE MODE",
+    async fn create_operator(&self, new: &NewOperator) -> StoreResult<Operator> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO operators (code, name, local_currency, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
         )
-        .execute(&mut *tx)
+        .bind(new.code.as_str())
+        .bind(&new.name)
+        .bind(new.local_currency.code())
+        .bind(Timestamp::now().unix())
+        .fetch_one(&self.pool)
         .await
-        .map_err(sql_err)?;
-        let summary = copy::import_dump_in!(Postgres, tx, source, self.shown);
-        // Ids were copied verbatim: move each identity past them.
-        for table in Table::ALL.into_iter().filter(|t| t.has_identity()) {
-            let name = table.name();
-            sqlx::query(&format!(
-                "SELECT setval(pg_get_serial_sequence('{name}', 'id'), \
-                 COALESCE((SELECT max(id) FROM {name}), 0) + 1, false)"
-            ))
-            .execute(&mut *tx)
-            .await
+        .map_err(|e| renamed_conflict(e, || format!("operator {} already exists", new.code)))?;
+        Ok(Operator {
+            id,
+            code: new.code.clone(),
+            name: new.name.clone(),
+            local_currency: new.local_currency,
+        })
+    }
+
+    async fn operator_by_code(&self, code: &OperatorCode) -> StoreResult<Option<Operator>> {
+        let row =
+            sqlx::query("SELECT id, code, name, local_currency FROM operators WHERE code = $1")
+                .bind(code.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql_err)?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let (id, code, name, currency) =
+            (|| -> Result<(i64, String, String, String), sqlx::Error> {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("code")?,
+                    r.try_get("name")?,
+                    r.try_get("local_currency")?,
+                ))
+            })()
             .map_err(sql_err)?;
-        }
-        tx.commit().await.map_err(sql_err)?;
-        Ok(summary)
+        rows::operator(id, code, name, &currency).map(Some)
+    }
+
+    async fn create_user(&self, new: &NewUser) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO users (operator_id, username, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(new.operator_id)
+        .bind(new.username.as_str())
+        .bind(&new.password_hash)
+        .bind(Timestamp::now().unix())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| renamed_conflict(e, || format!("user {} already exists", new.username)))
     }
 
     async fn import_charges(
         &self,
-        charges: &[NewCharge],
+        charges: Vec<NewCharge>,
         now: Timestamp,
-        progress: &(dyn Fn(u64) + Send + Sync),
+        progress: Progress,
     ) -> StoreResult<ImportOutcome> {
         let mut tx = self.pool.begin().await.map_err(sql_err)?;
         // Imports on several servers at once would race for the next generated number.
@@ -477,14 +916,81 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(sql_err)?;
+        let given: Vec<&str> = charges
+            .iter()
+            .filter_map(|c| c.number.as_ref().map(|n| n.as_str()))
+            .collect();
+        let mut stored = std::collections::HashMap::new();
+        for chunk in given.chunks(IMPORT_CHUNK) {
+            let found = sqlx::query(
+                "SELECT number, operator_id, customer_id, netflix_customer_id, amount_minor, \
+                        currency, local_amount_minor, local_currency, paid_through_date, \
+                        received_on, initial_status \
+                 FROM charges WHERE number = ANY($1)",
+            )
+            .bind(chunk)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(sql_err)?;
+            for r in &found {
+                let row = (|| -> Result<IntakeRow, sqlx::Error> {
+                    Ok(IntakeRow {
+                        number: r.try_get("number")?,
+                        operator_id: r.try_get("operator_id")?,
+                        customer: r.try_get("customer_id")?,
+                        netflix_customer: r.try_get("netflix_customer_id")?,
+                        amount_minor: r.try_get("amount_minor")?,
+                        currency: r.try_get("currency")?,
+                        local_amount_minor: r.try_get("local_amount_minor")?,
+                        local_currency: r.try_get("local_currency")?,
+                        paid_through_date: r.try_get("paid_through_date")?,
+                        received_on: r.try_get("received_on")?,
+                        initial_status: r.try_get("initial_status")?,
+                    })
+                })()
+                .map_err(sql_err)?;
+                let (number, intake) = row.into_intake()?;
+                stored.insert(number, intake);
+            }
+        }
+        // Generated numbers continue after the highest one in use.
+        let max_generated: Option<String> =
+            sqlx::query_scalar("SELECT max(number) FROM charges WHERE number ~ '^I[0-9]{8}$'")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(sql_err)?;
+        let plan = chargegate_core::import::plan(&charges, &stored, max_generated.as_deref(), now);
+        if !plan.conflicts.is_empty() {
+            tx.rollback().await.map_err(sql_err)?;
+            return Ok(ImportOutcome::Refused(plan.conflicts));
+        }
+        let mut done = plan.skipped as u64;
+        for chunk in plan.rows.chunks(IMPORT_CHUNK) {
+            let inserted = insert_charges(&mut tx, chunk).await?;
+            let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
+            let statuses: Vec<&str> = inserted.iter().map(|(_, s)| s.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO charge_history (charge_id, event, from_status, to_status, at) \
+                 SELECT u.id, 'import', NULL, u.status, $3 \
+                 FROM unnest($1::bigint[], $2::text[]) AS u(id, status)",
+            )
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(now.unix())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err)?;
+            done += chunk.len() as u64;
+            progress(done);
+        }
+        tx.commit().await.map_err(sql_err)?;
+        Ok(ImportOutcome::Imported(ImportSummary {
+            added: plan.rows.len() as u64,
+            skipped: plan.skipped as u64,
+        }))
+    }
 
-        sql::import_charges_in!(
-            Postgres,
-            tx,
-            charges,
-            now,
-            progress,
-            "SELECT max(number) FROM charges WHERE number ~ '^I[0-9]{8}$'"
-        )
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }

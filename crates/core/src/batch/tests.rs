@@ -523,3 +523,127 @@ proptest! {
         prop_assert_eq!(codes(&junk[1..]), codes(&plain));
     }
 }
+
+fn batch(method: Method, items: Vec<ItemInput>) -> Batch {
+    Batch {
+        method,
+        operator_id: 1,
+        user_id: 7,
+        request_id: "req-1".into(),
+        at: crate::clock::Timestamp::from_unix(1_700_000_000).expect("time"),
+        items,
+    }
+}
+
+#[test]
+fn the_plan_writes_exactly_the_applied_items_in_request_order() {
+    let snap = snapshot(
+        vec![
+            ("I2", pending(2, "c")),
+            ("I1", pending(1, "c")),
+            ("I3", decided(3, "c", Method::Decline, Some("R3"))),
+        ],
+        vec![],
+    );
+    let b = batch(
+        Method::Decline,
+        vec![
+            item("I2", "c", Some("R2")),
+            item("I9", "c", None),
+            item("I3", "c", Some("R3")),
+            item("I1", "c", None),
+            item("I2", "c", None),
+        ],
+    );
+    let (verdicts, changes) = b.decide(&snap);
+    assert_eq!(
+        codes(&verdicts),
+        [
+            "APPLY",
+            "CHARGE_NOT_FOUND",
+            "ALREADY_DONE",
+            "APPLY",
+            "DUPLICATE_IN_REQUEST"
+        ]
+    );
+    assert_eq!(
+        changes,
+        vec![
+            ChargeChange {
+                charge_id: 2,
+                from: ChargeStatus::Pending,
+                to: ChargeStatus::Declined,
+                reference: Some(reference("R2")),
+            },
+            ChargeChange {
+                charge_id: 1,
+                from: ChargeStatus::Pending,
+                to: ChargeStatus::Declined,
+                reference: None,
+            },
+        ],
+        "the idempotent replay of I3 and the failures write nothing"
+    );
+}
+
+#[test]
+fn an_acknowledgement_plan_keeps_the_status_it_was_judged_in() {
+    let snap = snapshot(
+        vec![
+            ("I1", decided(1, "c", Method::Accept, None)),
+            ("I2", pending(2, "c")),
+        ],
+        vec![],
+    );
+    let (_, changes) = batch(
+        Method::Acknowledge,
+        vec![item("I1", "c", Some("A1")), item("I2", "c", None)],
+    )
+    .decide(&snap);
+    let moves: Vec<_> = changes
+        .iter()
+        .map(|c| (c.charge_id, c.from, c.to))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (1, ChargeStatus::Approved, ChargeStatus::Approved),
+            (2, ChargeStatus::Pending, ChargeStatus::Pending)
+        ]
+    );
+}
+
+proptest! {
+    #[test]
+    fn the_plan_has_one_change_per_applied_verdict(
+        picks in proptest::collection::vec((0usize..6, 0usize..3, proptest::option::of(0usize..4)), 0..20)
+    ) {
+        let snap = snapshot(
+            vec![
+                ("I0", pending(10, "c0")),
+                ("I1", pending(11, "c1")),
+                ("I2", decided(12, "c2", Method::Accept, Some("R0"))),
+            ],
+            vec![("R1", "I9")],
+        );
+        let items: Vec<ItemInput> = picks
+            .iter()
+            .map(|(n, c, r)| {
+                let r = r.map(|r| format!("R{r}"));
+                item(&format!("I{n}"), &format!("c{c}"), r.as_deref())
+            })
+            .collect();
+        for method in Method::ALL {
+            let (verdicts, changes) = batch(method, items.clone()).decide(&snap);
+            let applied: Vec<i64> = verdicts
+                .iter()
+                .filter_map(|v| match v {
+                    Verdict::Apply { charge_id } => Some(*charge_id),
+                    _ => None,
+                })
+                .collect();
+            let planned: Vec<i64> = changes.iter().map(|c| c.charge_id).collect();
+            prop_assert_eq!(applied, planned);
+        }
+    }
+}

@@ -3,7 +3,6 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use chargegate_core::clock::Timestamp;
 use chargegate_core::store::{AttemptPermit, NewToken};
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::{TOKEN_BYTES, Token};
@@ -91,7 +90,7 @@ pub async fn login(
     let password = required_string(&body, "password")?;
     let organisation = required_string(&body, "organisation")?;
     // `unit` is CRM.COM's business unit: accepted and ignored.
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let policy = state.auth.login;
 
     let names = OperatorCode::parse(organisation)
@@ -178,7 +177,7 @@ pub async fn release(
     authenticate(&state, &token).await?;
     state
         .store
-        .revoke_token(&token.hash(), Timestamp::now())
+        .revoke_token(&token.hash(), state.clock.now())
         .await?;
     Ok(Envelope::ok(Empty {}))
 }
@@ -193,7 +192,7 @@ pub async fn authenticate(state: &AppState, token: &Token) -> Result<Caller, Api
     if record.revoked || !record.user_enabled {
         return Err(ApiError::invalid_token());
     }
-    if record.expires_at <= Timestamp::now() {
+    if record.expires_at <= state.clock.now() {
         return Err(ApiError::expired_token());
     }
     tracing::Span::current().record("operator", record.operator_code.as_str());

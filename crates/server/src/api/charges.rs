@@ -163,7 +163,7 @@ async fn batch(
         operator_id: caller.operator_id,
         user_id: caller.user_id,
         request_id,
-        at: Timestamp::now(),
+        at: state.clock.now(),
         items,
     };
     let started = Instant::now();

@@ -30,7 +30,7 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use chargegate_core::Store;
+    use chargegate_core::AdminStore;
     use chargegate_store::{SqliteStore, StoreOptions};
     use tower::ServiceExt;
 
@@ -61,6 +61,7 @@ mod tests {
         store.migrate().await.expect("migrate");
         let router = crate::api::router(AppState {
             store: store.clone(),
+            clock: Arc::new(chargegate_core::clock::SystemClock),
             passwords: Arc::new(Passwords::new(1).expect("passwords")),
             auth: AuthSettings::default(),
             metrics: Default::default(),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chargegate::app::{self, AppState, AuthSettings};
 use chargegate::passwords::{self, Passwords};
-use chargegate_core::Store;
+use chargegate_core::Database;
+use chargegate_core::clock::Clock;
 use chargegate_core::clock::{Date, Timestamp};
 use chargegate_core::money::{Currency, Money};
 use chargegate_core::store::{ImportOutcome, NewCharge, NewOperator, NewUser};
@@ -87,9 +88,28 @@ impl Reply {
     }
 }
 
+/// The real clock plus an offset that tests move, so an expiry is reached by turning the
+/// clock rather than by sleeping.
+#[derive(Debug, Default)]
+pub struct MovableClock(std::sync::atomic::AtomicI64);
+
+impl MovableClock {
+    pub fn advance(&self, seconds: i64) {
+        self.0
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for MovableClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now().plus_seconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 pub struct TestServer {
     pub db: Arc<TestDb>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Database>,
+    pub clock: Arc<MovableClock>,
     pub addr: SocketAddr,
     pub auth: AuthSettings,
     client: reqwest::Client,
@@ -97,11 +117,11 @@ pub struct TestServer {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-pub async fn open_store(db: &TestDb) -> Arc<dyn Store> {
+pub async fn open_store(db: &TestDb) -> Arc<dyn Database> {
     open_store_with(db, &StoreOptions::default()).await
 }
 
-pub async fn open_store_with(db: &TestDb, options: &StoreOptions) -> Arc<dyn Store> {
+pub async fn open_store_with(db: &TestDb, options: &StoreOptions) -> Arc<dyn Database> {
     let url = DatabaseUrl::parse(&db.url).expect("test database URL");
     let store = chargegate_store::open(&url, options)
         .await
@@ -142,8 +162,10 @@ impl TestServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
+        let clock = Arc::new(MovableClock::default());
         let state = AppState {
             store: store.clone(),
+            clock: clock.clone(),
             passwords: Arc::new(Passwords::new(2).expect("passwords")),
             auth,
             metrics: Default::default(),
@@ -155,6 +177,7 @@ impl TestServer {
         TestServer {
             db,
             store,
+            clock,
             addr,
             auth,
             client: reqwest::Client::new(),
@@ -246,7 +269,7 @@ impl TestServer {
             .collect();
         match self
             .store
-            .import_charges(&rows, Timestamp::now(), &|_| {})
+            .import_charges(rows, Timestamp::now(), Arc::new(|_| {}))
             .await
             .unwrap()
         {
