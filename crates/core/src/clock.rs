@@ -23,8 +23,6 @@ pub enum ClockError {
 
 const TIMESTAMP_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-const DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]");
 
 impl Timestamp {
     pub fn now() -> Self {
@@ -68,15 +66,50 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Construction guarantees the range, so formatting cannot fail in practice.
-        match self
-            .datetime()
-            .and_then(|dt| dt.format(TIMESTAMP_FORMAT).ok())
-        {
-            Some(s) => f.write_str(&s),
-            None => write!(f, "@{}", self.0),
-        }
+        // Written by hand rather than through `time`'s formatter: every charge of every
+        // page prints several of these, and construction guarantees years 0000–9999.
+        let days = self.0.div_euclid(86_400);
+        let second_of_day = self.0.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        let mut out = *b"0000-00-00T00:00:00";
+        put_digits(&mut out[0..4], year.clamp(0, 9999) as u64);
+        put_digits(&mut out[5..7], u64::from(month));
+        put_digits(&mut out[8..10], u64::from(day));
+        put_digits(&mut out[11..13], (second_of_day / 3600) as u64);
+        put_digits(&mut out[14..16], (second_of_day / 60 % 60) as u64);
+        put_digits(&mut out[17..19], (second_of_day % 60) as u64);
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes `value` as zero-padded decimal digits filling `out`.
+fn put_digits(out: &mut [u8], mut value: u64) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// Reads exactly the ASCII digits of `s`.
+fn digits(s: &[u8]) -> Option<u32> {
+    s.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
 }
 
 /// Where the server reads the time. Production uses [`SystemClock`]; tests hand the
@@ -124,12 +157,20 @@ pub struct Date(time::Date);
 
 impl Date {
     pub fn parse(s: &str) -> Result<Self, ClockError> {
-        let d = time::Date::parse(s, DATE_FORMAT).map_err(|_| ClockError::BadDate(s.to_owned()))?;
-        if (0..=9999).contains(&d.year()) {
-            Ok(Date(d))
-        } else {
-            Err(ClockError::BadDate(s.to_owned()))
+        let bad = || ClockError::BadDate(s.to_owned());
+        let b = s.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return Err(bad());
         }
+        let (year, month, day) = (
+            digits(&b[0..4]).ok_or_else(bad)?,
+            digits(&b[5..7]).ok_or_else(bad)?,
+            digits(&b[8..10]).ok_or_else(bad)?,
+        );
+        let month = time::Month::try_from(month as u8).map_err(|_| bad())?;
+        time::Date::from_calendar_date(year as i32, month, day as u8)
+            .map(Date)
+            .map_err(|_| bad())
     }
 
     pub fn from_ymd(year: i32, month: u8, day: u8) -> Result<Self, ClockError> {
@@ -158,13 +199,11 @@ impl Date {
 
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04}-{:02}-{:02}",
-            self.0.year(),
-            u8::from(self.0.month()),
-            self.0.day()
-        )
+        let mut out = *b"0000-00-00";
+        put_digits(&mut out[0..4], self.0.year().clamp(0, 9999) as u64);
+        put_digits(&mut out[5..7], u64::from(u8::from(self.0.month())));
+        put_digits(&mut out[8..10], u64::from(self.0.day()));
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -192,6 +231,22 @@ mod tests {
             "2026-11-26",
         ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hand_written_formatting_agrees_with_the_time_crate(seconds in 0_i64..253_402_300_799) {
+            let ts = Timestamp::from_unix(seconds).expect("in range");
+            let expected = OffsetDateTime::from_unix_timestamp(seconds)
+                .expect("in range")
+                .format(TIMESTAMP_FORMAT)
+                .expect("formats");
+            proptest::prop_assert_eq!(ts.to_string(), expected.clone());
+            proptest::prop_assert_eq!(Timestamp::parse(&expected), Ok(ts));
+            let day = Date::of(ts).expect("a day");
+            proptest::prop_assert_eq!(day.to_string(), expected[..10].to_owned());
+            proptest::prop_assert_eq!(Date::parse(&expected[..10]), Ok(day));
         }
     }
 

@@ -136,7 +136,7 @@ on_every_backend! {
         let call = json!([item_ref("I1", "c", "R-1"), item("I2", "c")]);
         srv.batch("decline", &token, call.clone()).await.assert_all_ok();
         let first = srv.list_all(&token, "PROCESSED").await;
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        srv.clock.advance(60);
         srv.batch("decline", &token, call).await.assert_all_ok();
         // Without a reference, a retry matches any.
         srv.batch("decline", &token, json!([item("I1", "c")])).await.assert_all_ok();

@@ -319,15 +319,25 @@ struct ChargesSet {
 #[derive(Debug)]
 struct ChargeView {
     charge: Charge,
-    fields: Vec<ChargeField>,
+    fields: std::sync::Arc<[ChargeField]>,
+}
+
+/// A value written as a JSON string through its `Display`, without an intermediate
+/// `String` (a page prints hundreds of dates and times).
+struct AsText<T>(T);
+
+impl<T: std::fmt::Display> Serialize for AsText<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
 }
 
 impl Serialize for ChargeView {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = &self.charge;
-        let stamp = |t: Option<Timestamp>| t.map(|t| t.to_string());
+        let stamp = |t: Option<Timestamp>| t.map(AsText);
         let mut map = s.serialize_map(Some(self.fields.len()))?;
-        for field in &self.fields {
+        for field in self.fields.iter() {
             let key = field.name();
             match field {
                 ChargeField::Number => map.serialize_entry(key, c.number.as_str())?,
@@ -343,10 +353,10 @@ impl Serialize for ChargeView {
                     map.serialize_entry(key, c.local_amount.currency().code())?
                 }
                 ChargeField::PaidThroughDate => {
-                    map.serialize_entry(key, &c.paid_through_date.to_string())?
+                    map.serialize_entry(key, &AsText(c.paid_through_date))?
                 }
                 ChargeField::ChargeStatus => map.serialize_entry(key, c.status.as_str())?,
-                ChargeField::ReceivedOn => map.serialize_entry(key, &c.received_on.to_string())?,
+                ChargeField::ReceivedOn => map.serialize_entry(key, &AsText(c.received_on))?,
                 ChargeField::SetAsApprovedOn => {
                     map.serialize_entry(key, &stamp(c.set_as_approved_on))?
                 }
@@ -487,6 +497,7 @@ pub async fn list(
     let token = extract::token(token.as_ref(), &headers)?;
     let caller = authenticate(&state, &token).await?;
     let params = parse_list_params(&query)?;
+    let fields: std::sync::Arc<[ChargeField]> = params.fields.into();
     let charges = state
         .store
         .list_charges(&ListQuery {
@@ -501,7 +512,7 @@ pub async fn list(
             .into_iter()
             .map(|charge| ChargeView {
                 charge,
-                fields: params.fields.clone(),
+                fields: fields.clone(),
             })
             .collect(),
     }))

@@ -265,6 +265,16 @@ impl TestDb {
         }
     }
 
+    /// A SQLite database in `dir` (which the caller owns and removes).
+    pub fn sqlite_in(dir: &std::path::Path) -> TestDb {
+        TestDb {
+            backend: Backend::Sqlite,
+            url: format!("sqlite://{}", dir.join("chargegate.db").display()),
+            _dir: None,
+            pg: None,
+        }
+    }
+
     /// The same database reached through another URL (a proxy); dropping it drops nothing.
     pub fn through(&self, url: String) -> TestDb {
         TestDb {

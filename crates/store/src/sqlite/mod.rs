@@ -379,6 +379,20 @@ fn is_empty(conn: &Connection) -> StoreResult<bool> {
     Ok(true)
 }
 
+/// The positions of named result columns, looked up once per statement rather than once
+/// per row: a lookup by name compares against every column name, which for a page of 50
+/// charges cost more than reading them.
+fn columns<const N: usize>(
+    stmt: &rusqlite::Statement<'_>,
+    names: [&str; N],
+) -> StoreResult<[usize; N]> {
+    let mut positions = [0; N];
+    for (slot, name) in positions.iter_mut().zip(names) {
+        *slot = stmt.column_index(name).map_err(from_sqlite)?;
+    }
+    Ok(positions)
+}
+
 // ---- batches ---------------------------------------------------------------------------
 
 /// Reads what the rules need, inside the write transaction.
@@ -393,18 +407,40 @@ fn read_snapshot(conn: &Connection, batch: &Batch) -> StoreResult<Snapshot> {
              WHERE c.operator_id = ?1 AND c.number = ?2",
         )
         .map_err(from_sqlite)?;
+    let [
+        id,
+        number_,
+        customer,
+        status,
+        method,
+        reference,
+        ack_status,
+        ack_reference,
+    ] = columns(
+        &charge,
+        [
+            "id",
+            "number",
+            "customer_id",
+            "status",
+            "decision_method",
+            "decision_reference",
+            "acknowledged_status",
+            "acknowledged_reference_number",
+        ],
+    )?;
     for number in batch.numbers() {
         let row = charge
             .query_row(params![batch.operator_id, number.as_str()], |r| {
                 Ok(StateRow {
-                    id: r.get("id")?,
-                    number: r.get("number")?,
-                    customer: r.get("customer_id")?,
-                    status: r.get("status")?,
-                    decision_method: r.get("decision_method")?,
-                    decision_reference: r.get("decision_reference")?,
-                    acknowledged_status: r.get("acknowledged_status")?,
-                    acknowledged_reference: r.get("acknowledged_reference_number")?,
+                    id: r.get(id)?,
+                    number: r.get(number_)?,
+                    customer: r.get(customer)?,
+                    status: r.get(status)?,
+                    decision_method: r.get(method)?,
+                    decision_reference: r.get(reference)?,
+                    acknowledged_status: r.get(ack_status)?,
+                    acknowledged_reference: r.get(ack_reference)?,
                 })
             })
             .optional()
@@ -689,6 +725,38 @@ const LIST_SQL: &str = "SELECT number, customer_id, amount_minor, currency, loca
 
 fn list_charges(conn: &Connection, query: &ListQuery) -> StoreResult<Vec<Charge>> {
     let mut stmt = conn.prepare_cached(LIST_SQL).map_err(from_sqlite)?;
+    let [
+        number,
+        customer,
+        amount,
+        currency,
+        local_amount,
+        local_currency,
+        paid_through,
+        status,
+        received,
+        approved,
+        declined,
+        bad_request,
+        rejected,
+    ] = columns(
+        &stmt,
+        [
+            "number",
+            "customer_id",
+            "amount_minor",
+            "currency",
+            "local_amount_minor",
+            "local_currency",
+            "paid_through_date",
+            "status",
+            "received_on",
+            "set_as_approved_on",
+            "set_as_declined_on",
+            "set_as_bad_request_on",
+            "set_as_rejected_on",
+        ],
+    )?;
     let rows = stmt
         .query_map(
             params![
@@ -699,19 +767,19 @@ fn list_charges(conn: &Connection, query: &ListQuery) -> StoreResult<Vec<Charge>
             ],
             |r| {
                 Ok(ChargeRow {
-                    number: r.get("number")?,
-                    customer: r.get("customer_id")?,
-                    amount_minor: r.get("amount_minor")?,
-                    currency: r.get("currency")?,
-                    local_amount_minor: r.get("local_amount_minor")?,
-                    local_currency: r.get("local_currency")?,
-                    paid_through_date: r.get("paid_through_date")?,
-                    status: r.get("status")?,
-                    received_on: r.get("received_on")?,
-                    set_as_approved_on: r.get("set_as_approved_on")?,
-                    set_as_declined_on: r.get("set_as_declined_on")?,
-                    set_as_bad_request_on: r.get("set_as_bad_request_on")?,
-                    set_as_rejected_on: r.get("set_as_rejected_on")?,
+                    number: r.get(number)?,
+                    customer: r.get(customer)?,
+                    amount_minor: r.get(amount)?,
+                    currency: r.get(currency)?,
+                    local_amount_minor: r.get(local_amount)?,
+                    local_currency: r.get(local_currency)?,
+                    paid_through_date: r.get(paid_through)?,
+                    status: r.get(status)?,
+                    received_on: r.get(received)?,
+                    set_as_approved_on: r.get(approved)?,
+                    set_as_declined_on: r.get(declined)?,
+                    set_as_bad_request_on: r.get(bad_request)?,
+                    set_as_rejected_on: r.get(rejected)?,
                 })
             },
         )
