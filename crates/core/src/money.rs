@@ -60,8 +60,16 @@ pub enum MoneyError {
 
 impl Currency {
     pub fn parse(s: &str) -> Result<Self, MoneyError> {
+        // Codes compare as three packed bytes: every charge read carries two of them.
+        let packed = |code: &str| -> Option<u32> {
+            match code.as_bytes() {
+                &[a, b, c] => Some(u32::from_be_bytes([0, a, b, c])),
+                _ => None,
+            }
+        };
+        let wanted = packed(s).ok_or_else(|| MoneyError::UnknownCurrency(s.to_owned()))?;
         CURRENCIES
-            .binary_search_by(|(code, _)| (*code).cmp(s))
+            .binary_search_by(|(code, _)| packed(code).cmp(&Some(wanted)))
             .map(|i| {
                 let (code, minor_units) = CURRENCIES[i];
                 Currency { code, minor_units }
@@ -155,17 +163,31 @@ impl Money {
     /// The amount as the shortest exact decimal: `9.99`, `12.5`, `10`, `0.001`. This is
     /// the text chargegate writes as a JSON number.
     pub fn to_decimal_string(&self) -> String {
+        use std::fmt::Write as _;
         let digits = u32::from(self.currency.minor_units);
         let scale = 10u64.pow(digits);
         let abs = self.minor.unsigned_abs();
-        let sign = if self.minor < 0 { "-" } else { "" };
-        let whole = abs / scale;
-        let frac = abs % scale;
-        if frac == 0 {
-            return format!("{sign}{whole}");
+        let mut out = String::with_capacity(24);
+        if self.minor < 0 {
+            out.push('-');
         }
-        let frac = format!("{frac:0width$}", width = digits as usize);
-        format!("{sign}{whole}.{}", frac.trim_end_matches('0'))
+        let _ = write!(out, "{}", abs / scale);
+        let mut frac = abs % scale;
+        if frac == 0 {
+            return out;
+        }
+        // The fraction's digits, most significant first, without trailing zeros.
+        let mut width = digits;
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            width -= 1;
+        }
+        out.push('.');
+        for position in (0..width).rev() {
+            let digit = (frac / 10u64.pow(position)) % 10;
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out
     }
 }
 

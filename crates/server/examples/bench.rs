@@ -40,6 +40,10 @@ use serde_json::{Value, json};
 
 const BATCH: usize = 50;
 
+// The same allocator as the server, so the raw baseline is not handicapped by a slower one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--static-server") {

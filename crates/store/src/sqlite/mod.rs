@@ -59,7 +59,12 @@ fn connect(path: &Path, busy_timeout: Duration, create: bool) -> rusqlite::Resul
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy_timeout)?;
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    // Savepoints journal into memory, not into a temporary file; the writer's own
+    // automatic checkpoint is only a safety net behind the background checkpointer.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = 10000;",
+    )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -129,7 +134,7 @@ impl SqliteStore {
         let reopen_path = path.to_owned();
         let writer = Writer::start(
             conn,
-            Box::new(move || connect(&reopen_path, busy_timeout, false)),
+            std::sync::Arc::new(move || connect(&reopen_path, busy_timeout, false)),
         )
         .map_err(|e| StoreError::Internal(format!("cannot start the database writer: {e}")))?;
         Ok(SqliteStore {

@@ -33,6 +33,9 @@ pub(crate) const MAX_GROUP: usize = 64;
 /// single unit is larger on its own; keeps a group's latency bounded.
 pub(crate) const MAX_WEIGHT: usize = 2_000;
 
+/// Commits between two nudges of the checkpointer.
+const CHECKPOINT_EVERY: u64 = 32;
+
 /// Whether the writer can commit: false from a failed commit until the next success.
 #[derive(Debug)]
 pub(crate) struct Health(AtomicBool);
@@ -117,7 +120,7 @@ enum Message {
 }
 
 /// Opens (or reopens) the write connection.
-pub(crate) type Opener = Box<dyn Fn() -> rusqlite::Result<Connection> + Send>;
+pub(crate) type Opener = Arc<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync>;
 
 /// The handle requests use to reach the writer thread.
 pub(crate) struct Writer {
@@ -135,6 +138,11 @@ impl Writer {
         let (sender, receiver) = mpsc::channel();
         let health = Arc::new(Health(AtomicBool::new(true)));
         let thread_health = health.clone();
+        let (checkpoint, nudges) = mpsc::sync_channel(1);
+        let checkpointer_connection = reopen.clone();
+        std::thread::Builder::new()
+            .name("chargegate-sqlite-checkpointer".into())
+            .spawn(move || checkpointer(checkpointer_connection, nudges))?;
         std::thread::Builder::new()
             .name("chargegate-sqlite-writer".into())
             .spawn(move || {
@@ -144,6 +152,8 @@ impl Writer {
                     receiver,
                     health: thread_health,
                     queue: VecDeque::new(),
+                    checkpoint,
+                    commits: 0,
                 }
                 .run()
             })?;
@@ -203,6 +213,27 @@ struct Thread {
     health: Arc<Health>,
     /// Units received but not yet run.
     queue: VecDeque<Box<dyn Unit>>,
+    /// Nudges the checkpointer.
+    checkpoint: mpsc::SyncSender<()>,
+    commits: u64,
+}
+
+/// Copies the write-ahead log back into the database file beside the writer, so the
+/// writer never stalls on a checkpoint inside a commit (SQLite's own automatic checkpoint
+/// only remains as a far-off safety net). A passive checkpoint neither waits for nor
+/// blocks the writer or the readers. Stops when the writer does.
+fn checkpointer(open: Opener, nudges: mpsc::Receiver<()>) {
+    let mut conn = None;
+    while nudges.recv().is_ok() {
+        if conn.is_none() {
+            conn = open().ok();
+        }
+        let Some(c) = conn.as_ref() else { continue };
+        if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "background checkpoint failed; will try again");
+            conn = None;
+        }
+    }
 }
 
 impl Thread {
@@ -282,6 +313,27 @@ impl Thread {
         let mut committed: Vec<Box<dyn Unit>> = Vec::with_capacity(group.len());
         let mut units = group.into_iter();
         while let Some(mut unit) = units.next() {
+            if committed.is_empty() {
+                // The first unit needs no savepoint: should it fail, rolling back the
+                // whole transaction undoes exactly it. (Alone in its group, the usual
+                // case without contention, a unit then costs no savepoint at all.)
+                if unit.run(&self.conn) {
+                    committed.push(unit);
+                    continue;
+                }
+                if !self.conn.is_autocommit() && self.execute("ROLLBACK").is_err() {
+                    self.recover(&StoreError::Internal(
+                        "a failed write could not be undone".into(),
+                    ));
+                }
+                unit.fail(StoreError::Internal(
+                    "a write could not be completed".into(),
+                ));
+                for rest in units.rev() {
+                    self.queue.push_front(rest);
+                }
+                return;
+            }
             let ran = self.execute("SAVEPOINT unit").is_ok() && unit.run(&self.conn);
             if ran && self.execute("RELEASE unit").is_ok() {
                 committed.push(unit);
@@ -324,6 +376,11 @@ impl Thread {
         match self.execute("COMMIT") {
             Ok(()) => {
                 self.health.set(true);
+                self.commits += 1;
+                if self.commits.is_multiple_of(CHECKPOINT_EVERY) {
+                    // Never waits: a checkpoint already under way will see these frames.
+                    let _ = self.checkpoint.try_send(());
+                }
                 for unit in committed {
                     unit.answer();
                 }
