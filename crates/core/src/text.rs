@@ -14,6 +14,8 @@ pub enum TextError {
     Control,
     #[error("must contain only letters, digits, '-', '_' and '.'")]
     Charset,
+    #[error("must not contain the NUL character")]
+    Nul,
 }
 
 fn check_len(s: &str, max: usize) -> Result<(), TextError> {
@@ -69,8 +71,14 @@ macro_rules! bounded_text {
     };
 }
 
-fn any_text(_: &str) -> Result<(), TextError> {
-    Ok(())
+/// Any text a database can store: PostgreSQL's text cannot hold NUL, and both backends
+/// must answer alike, so NUL is refused here, at the edge, for every identifier.
+fn any_text(s: &str) -> Result<(), TextError> {
+    if s.contains('\0') {
+        Err(TextError::Nul)
+    } else {
+        Ok(())
+    }
 }
 
 fn no_control(s: &str) -> Result<(), TextError> {
@@ -142,6 +150,15 @@ mod tests {
             ChargeNumber::parse(format!("{greek}α")),
             Err(TextError::TooLong { max: 64 })
         );
+    }
+
+    #[test]
+    fn the_nul_character_is_refused_in_every_identifier() {
+        assert_eq!(ChargeNumber::parse("I1\0"), Err(TextError::Nul));
+        assert_eq!(CustomerId::parse("\0c"), Err(TextError::Nul));
+        assert_eq!(ReferenceNumber::parse("R\0-1"), Err(TextError::Nul));
+        assert_eq!(Username::parse("de\0mo"), Err(TextError::Control));
+        assert_eq!(OperatorCode::parse("p\0ci"), Err(TextError::Charset));
     }
 
     #[test]
