@@ -78,13 +78,29 @@ pub fn redact(url: &str) -> String {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
+    // A password may also travel as a query parameter (`?password=…`).
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
             let hidden = if userinfo.contains(':') { ":***" } else { "" };
             format!("{scheme}://{user}{hidden}@{host}{tail}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{authority}{tail}"),
     }
 }
 
@@ -186,5 +202,9 @@ mod tests {
         assert!(!err.to_string().contains("s3cret"));
         let parsed = DatabaseUrl::parse(url).expect("postgres");
         assert!(!format!("{parsed:?}").contains("s3cret"));
+        assert_eq!(
+            redact("postgres://app@db/charges?sslmode=require&password=s3cret"),
+            "postgres://app@db/charges?sslmode=require&password=***"
+        );
     }
 }
