@@ -26,6 +26,23 @@ pub enum StoreError {
     /// Anything else: a bug or a damaged database. Answered as `500 INTERNAL_ERROR`.
     #[error("database error: {0}")]
     Internal(String),
+    /// The connection was lost while a transaction committed, and whether it committed
+    /// could not be found out in time. Answered as `503 SERVICE_UNAVAILABLE` saying so; a
+    /// retry of the same call is safe (it is an idempotent replay if it was applied).
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+}
+
+impl StoreError {
+    /// The explanation without the kind, for wrapping in a message of one's own.
+    pub fn into_message(self) -> String {
+        match self {
+            StoreError::Unavailable(m)
+            | StoreError::Conflict(m)
+            | StoreError::Internal(m)
+            | StoreError::OutcomeUnknown(m) => m,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -51,12 +51,33 @@ const IMPORT_CHUNK: usize = 1000;
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// How long a call may spend finding out whether its commit happened.
+    budget: Duration,
     /// The URL without its password, for messages.
     shown: String,
 }
 
 fn sql_err(e: sqlx::Error) -> StoreError {
     from_sqlx(e)
+}
+
+/// What became of a transaction whose COMMIT lost its connection.
+enum Outcome {
+    Committed,
+    Aborted,
+    Unknown(String),
+}
+
+/// Errors after which the server may or may not have received, or acted on, the last
+/// command: the connection broke, or the server is shutting down.
+fn is_connection_loss(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
 }
 
 /// Why a transaction attempt failed: a lost race worth retrying, or a final error.
@@ -107,22 +128,69 @@ impl PostgresStore {
             .idle_timeout(Duration::from_secs(300))
             .connect_with(connect)
             .await
-            .map_err(|e| match from_sqlx(e) {
-                StoreError::Unavailable(m) | StoreError::Conflict(m) | StoreError::Internal(m) => {
-                    StoreError::Unavailable(format!("cannot connect to {shown}: {m}"))
-                }
+            .map_err(|e| {
+                let m = from_sqlx(e).into_message();
+                StoreError::Unavailable(format!("cannot connect to {shown}: {m}"))
             })?;
-        Ok(PostgresStore { pool, shown })
+        Ok(PostgresStore {
+            pool,
+            budget: options.acquire_timeout,
+            shown,
+        })
     }
 
     /// One attempt at a batch, in its own transaction.
     async fn try_apply_batch(&self, batch: &Batch) -> Result<Vec<Verdict>, Failure> {
         let mut tx = self.pool.begin().await?;
-        let snapshot = read_snapshot(&mut tx, batch).await?;
+        let (snapshot, xid) = read_snapshot(&mut tx, batch).await?;
         let (verdicts, changes) = batch.decide(&snapshot);
         write_plan(&mut tx, batch, &changes).await?;
-        tx.commit().await?;
-        Ok(verdicts)
+        match tx.commit().await {
+            Ok(()) => Ok(verdicts),
+            // Nothing to apply: whatever became of the transaction, the verdicts hold.
+            Err(_) if changes.is_empty() => Ok(verdicts),
+            Err(e) if is_connection_loss(&e) => match xid {
+                Some(xid) => match self.commit_outcome(&xid).await {
+                    Outcome::Committed => Ok(verdicts),
+                    Outcome::Aborted => Err(Failure::Final(StoreError::Unavailable(format!(
+                        "the connection was lost during COMMIT, which did not happen: {e}"
+                    )))),
+                    Outcome::Unknown(why) => Err(Failure::Final(StoreError::OutcomeUnknown(
+                        format!("the connection was lost during COMMIT ({e}); {why}"),
+                    ))),
+                },
+                None => Err(Failure::Final(StoreError::OutcomeUnknown(format!(
+                    "the connection was lost during COMMIT: {e}"
+                )))),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the transaction `xid` committed, asked on a fresh connection, within the
+    /// call's time budget (`db_timeout`). The commit may still be under way when the
+    /// question arrives: "in progress" is asked again.
+    async fn commit_outcome(&self, xid: &str) -> Outcome {
+        let deadline = tokio::time::Instant::now() + self.budget;
+        let mut last = String::from("no answer");
+        while tokio::time::Instant::now() < deadline {
+            let status =
+                sqlx::query_scalar::<_, Option<String>>("SELECT pg_xact_status($1::xid8)::text")
+                    .bind(xid)
+                    .fetch_one(&self.pool)
+                    .await;
+            match status {
+                Ok(Some(s)) if s == "committed" => return Outcome::Committed,
+                Ok(Some(s)) if s == "aborted" => return Outcome::Aborted,
+                Ok(Some(s)) => last = format!("transaction {xid} is {s}"),
+                Ok(None) => return Outcome::Unknown(format!("transaction {xid} is not known")),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Outcome::Unknown(format!(
+            "whether it committed could not be found out in time ({last})"
+        ))
     }
 
     /// Whether the database holds no operator, user, token or charge.
@@ -352,24 +420,33 @@ pub const LIST_SQL: &str = "SELECT number, customer_id, amount_minor, currency, 
        AND acknowledged_status IS DISTINCT FROM status \
      ORDER BY received_on, number LIMIT $3 OFFSET $4";
 
-/// Locks the batch's charges, then reads what the rules need.
-async fn read_snapshot(conn: &mut PgConnection, batch: &Batch) -> Result<Snapshot, Failure> {
+/// Locks the batch's charges, then reads what the rules need. Also returns the
+/// transaction's id once it has one (locking a row gives it one), so that a COMMIT whose
+/// answer is lost can be looked up afterwards.
+async fn read_snapshot(
+    conn: &mut PgConnection,
+    batch: &Batch,
+) -> Result<(Snapshot, Option<String>), Failure> {
     let mut snapshot = Snapshot::default();
     let numbers: Vec<&str> = batch.numbers().into_iter().map(|n| n.as_str()).collect();
     if numbers.is_empty() {
-        return Ok(snapshot);
+        return Ok((snapshot, None));
     }
     // Lock first, in id order (so two batches cannot deadlock), read second: the read is
     // a new statement, so under READ COMMITTED it sees every change committed before the
     // locks were granted, decisions included.
-    sqlx::query(
-        "SELECT id FROM charges WHERE operator_id = $1 AND number = ANY($2) \
-         ORDER BY id FOR UPDATE",
+    let locked = sqlx::query(
+        "SELECT id, pg_current_xact_id()::text AS xid FROM charges \
+         WHERE operator_id = $1 AND number = ANY($2) ORDER BY id FOR UPDATE",
     )
     .bind(batch.operator_id)
     .bind(&numbers)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let xid = match locked.first() {
+        Some(row) => Some(row.try_get::<String, _>("xid")?),
+        None => None,
+    };
     let found = sqlx::query(
         "SELECT c.id, c.number, c.customer_id, c.status, d.method AS decision_method, \
                 d.reference_number AS decision_reference, c.acknowledged_status, \
@@ -397,7 +474,7 @@ async fn read_snapshot(conn: &mut PgConnection, batch: &Batch) -> Result<Snapsho
     }
     let references: Vec<&str> = batch.references().into_iter().map(|r| r.as_str()).collect();
     if references.is_empty() {
-        return Ok(snapshot);
+        return Ok((snapshot, xid));
     }
     // Each method's references form their own namespace: its accepts, its declines, or
     // its acknowledgements.
@@ -435,7 +512,7 @@ async fn read_snapshot(conn: &mut PgConnection, batch: &Batch) -> Result<Snapsho
                 .insert(reference, rows::number(number)?);
         }
     }
-    Ok(snapshot)
+    Ok((snapshot, xid))
 }
 
 /// Executes a batch's plan with three set-based statements: the conditional status

@@ -153,6 +153,18 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => ApiError::unavailable(m),
+            StoreError::OutcomeUnknown(m) => {
+                tracing::warn!(error = %m, "commit outcome unknown");
+                ApiError {
+                    retry_after: Some(1),
+                    ..Self::new(
+                        Code::ServiceUnavailable,
+                        "the database connection was lost while this call was committed, and \
+                         whether it was applied is unknown; send the same call again (a \
+                         repeat of an applied call changes nothing)",
+                    )
+                }
+            }
             // A uniqueness clash a request did not anticipate is a fault, not the client's.
             StoreError::Conflict(m) | StoreError::Internal(m) => ApiError::internal(m),
         }

@@ -120,9 +120,7 @@ impl SqliteStore {
     pub async fn open(path: &Path, options: &StoreOptions) -> StoreResult<Self> {
         let busy_timeout = options.acquire_timeout;
         let cannot_open = |e: rusqlite::Error| {
-            let reason = match from_sqlite(e) {
-                StoreError::Unavailable(m) | StoreError::Conflict(m) | StoreError::Internal(m) => m,
-            };
+            let reason = from_sqlite(e).into_message();
             StoreError::Unavailable(format!(
                 "cannot open SQLite database {}: {reason}",
                 path.display()

@@ -1,0 +1,117 @@
+//! A TCP proxy in front of PostgreSQL that can fail the way networks do: cut every
+//! connection and come back later on the same port, or break one connection exactly at a
+//! transaction's COMMIT (before the server gets it, or after it got it and before its
+//! answer comes back).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What the next COMMIT that passes meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtCommit {
+    /// Passes, as everything else.
+    Pass = 0,
+    /// The connection breaks before PostgreSQL receives the COMMIT.
+    CutBefore = 1,
+    /// PostgreSQL receives the COMMIT; the connection breaks before its answer returns.
+    CutAfter = 2,
+}
+
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    target: String,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    at_commit: Arc<AtomicU8>,
+}
+
+impl Proxy {
+    pub async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let proxy = Proxy {
+            addr,
+            target,
+            tasks: Arc::default(),
+            at_commit: Arc::new(AtomicU8::new(AtCommit::Pass as u8)),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    /// Arms the next COMMIT (one only; later ones pass).
+    pub fn at_next_commit(&self, what: AtCommit) {
+        self.at_commit.store(what as u8, Ordering::SeqCst);
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let tasks = self.tasks.clone();
+        let target = self.target.clone();
+        let at_commit = self.at_commit.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let at_commit = at_commit.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(outbound) = TcpStream::connect(&target).await {
+                        pipe(inbound, outbound, at_commit).await;
+                    }
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Drops the listener and every connection through it.
+    pub fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    pub async fn restore(&self) {
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+/// Copies both ways until either side closes, watching the client's bytes for an armed
+/// COMMIT.
+async fn pipe(inbound: TcpStream, outbound: TcpStream, at_commit: Arc<AtomicU8>) {
+    let (mut client_read, mut client_write) = inbound.into_split();
+    let (mut server_read, mut server_write) = outbound.into_split();
+    let answers = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client_read.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buffer[..n];
+        let armed = at_commit.load(Ordering::SeqCst);
+        if armed != AtCommit::Pass as u8 && chunk.windows(6).any(|w| w == b"COMMIT") {
+            at_commit.store(AtCommit::Pass as u8, Ordering::SeqCst);
+            // No answer may come back from here on.
+            answers.abort();
+            if armed == AtCommit::CutAfter as u8 {
+                let _ = server_write.write_all(chunk).await;
+                let _ = server_write.flush().await;
+                // Let PostgreSQL act on it, then lose its answer.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            answers.abort();
+            return;
+        }
+        if server_write.write_all(chunk).await.is_err() {
+            break;
+        }
+    }
+    answers.abort();
+}
