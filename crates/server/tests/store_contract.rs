@@ -292,3 +292,66 @@ async fn postgresql_serves_the_list_from_its_partial_index() {
     assert!(plan.contains("charges_to_list"), "{plan}");
     assert!(!plan.contains("Sort"), "sorted after reading: {plan}");
 }
+
+/// On a freshly filled database that was never analysed (right after `db copy` or a
+/// restore), with the generic plan a prepared statement settles on, the reference lookup
+/// of a batch still uses every column of its index instead of reading all the operator's
+/// decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_finds_references_by_the_whole_index_on_an_unanalysed_database() {
+    if !db::postgres_or_skip(
+        "postgresql_finds_references_by_the_whole_index_on_an_unanalysed_database",
+    ) {
+        return;
+    }
+    let f = fixture(Backend::Postgres).await;
+    let rows: Vec<NewCharge> = (0..3000)
+        .map(|i| charge(f.operator, Some(&format!("U{i:05}")), "2026-11-01T00:00:00"))
+        .collect();
+    import(&f, &rows).await;
+    for chunk in 0..60 {
+        let items: Vec<(String, Option<String>)> = (0..50)
+            .map(|i| {
+                let n = chunk * 50 + i;
+                (format!("U{n:05}"), Some(format!("REF-{n:05}")))
+            })
+            .collect();
+        let pairs: Vec<(&str, Option<&str>)> = items
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.as_deref()))
+            .collect();
+        f.store
+            .apply_batch(&batch(&f, Method::Decline, &pairs))
+            .await
+            .unwrap();
+    }
+    let pool = sqlx::PgPool::connect(&f._db.url).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    for sql in [
+        "SET plan_cache_mode = force_generic_plan",
+        &format!(
+            "PREPARE refs (bigint, text, text[]) AS {}",
+            chargegate_store::postgres::USED_DECISION_REFERENCES
+        ),
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await.unwrap();
+    }
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN EXECUTE refs({}, 'decline', ARRAY['REF-00001', 'REF-02999'])",
+        f.operator
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("decisions_reference_unique"), "{plan}");
+    let index_line = plan
+        .lines()
+        .skip_while(|l| !l.contains("decisions_reference_unique"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        index_line.contains("Index Cond") && index_line.contains("reference_number"),
+        "{plan}"
+    );
+}

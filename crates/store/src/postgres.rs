@@ -420,6 +420,14 @@ pub const LIST_SQL: &str = "SELECT number, customer_id, amount_minor, currency, 
        AND acknowledged_status IS DISTINCT FROM status \
      ORDER BY received_on, number LIMIT $3 OFFSET $4";
 
+/// The references among `$3` that operator `$1` already used on its `$2` decisions, with
+/// the charge each was used on.
+pub const USED_DECISION_REFERENCES: &str = "SELECT d.reference_number, c.number \
+     FROM unnest($3::text[]) AS r(reference) \
+     CROSS JOIN LATERAL (SELECT charge_id, reference_number FROM decisions \
+          WHERE operator_id = $1 AND method = $2 AND reference_number = r.reference LIMIT 1) d \
+     JOIN charges c ON c.id = d.charge_id";
+
 /// Locks the batch's charges, then reads what the rules need. Also returns the
 /// transaction's id once it has one (locking a row gives it one), so that a COMMIT whose
 /// answer is lost can be looked up afterwards.
@@ -477,13 +485,17 @@ async fn read_snapshot(
         return Ok((snapshot, xid));
     }
     // Each method's references form their own namespace: its accepts, its declines, or
-    // its acknowledgements.
+    // its acknowledgements. Each reference is looked up by the whole unique index: the
+    // lateral subquery (kept apart by its LIMIT, which the unique index makes exact) is
+    // one index probe per reference, so the plan cannot fall back to reading every
+    // decision of the operator on a database without statistics.
     let used = match batch.method {
         Method::Acknowledge => {
             sqlx::query(
-                "SELECT a.reference_number, c.number FROM acknowledgements a \
-                 JOIN charges c ON c.id = a.charge_id \
-                 WHERE a.operator_id = $1 AND a.reference_number = ANY($2)",
+                "SELECT a.reference_number, c.number FROM unnest($2::text[]) AS r(reference) \
+                 CROSS JOIN LATERAL (SELECT charge_id, reference_number FROM acknowledgements \
+                      WHERE operator_id = $1 AND reference_number = r.reference LIMIT 1) a \
+                 JOIN charges c ON c.id = a.charge_id",
             )
             .bind(batch.operator_id)
             .bind(&references)
@@ -491,16 +503,12 @@ async fn read_snapshot(
             .await?
         }
         Method::Accept | Method::Decline => {
-            sqlx::query(
-                "SELECT d.reference_number, c.number FROM decisions d \
-                 JOIN charges c ON c.id = d.charge_id \
-                 WHERE d.operator_id = $1 AND d.method = $2 AND d.reference_number = ANY($3)",
-            )
-            .bind(batch.operator_id)
-            .bind(batch.method.as_str())
-            .bind(&references)
-            .fetch_all(&mut *conn)
-            .await?
+            sqlx::query(USED_DECISION_REFERENCES)
+                .bind(batch.operator_id)
+                .bind(batch.method.as_str())
+                .bind(&references)
+                .fetch_all(&mut *conn)
+                .await?
         }
     };
     for r in &used {
