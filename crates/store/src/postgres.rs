@@ -897,7 +897,7 @@ impl Store for PostgresStore {
         found
             .iter()
             .map(|r| {
-                let row = (|| -> Result<ChargeRow, sqlx::Error> {
+                let row = (|| -> Result<ChargeRow<'_>, sqlx::Error> {
                     Ok(ChargeRow {
                         number: r.try_get("number")?,
                         customer: r.try_get("customer_id")?,

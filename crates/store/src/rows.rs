@@ -50,16 +50,17 @@ pub(crate) fn date(s: &str) -> StoreResult<Date> {
     Date::parse(s).map_err(corrupt)
 }
 
-/// The columns of a charge as `charges/list` shows it, in [`CHARGE_COLUMNS`] order.
-pub(crate) struct ChargeRow {
+/// The columns of a charge as `charges/list` shows it. Short text columns are borrowed
+/// from the result row: they are parsed into values, never kept as text.
+pub(crate) struct ChargeRow<'a> {
     pub number: String,
     pub customer: String,
     pub amount_minor: i64,
-    pub currency: String,
+    pub currency: &'a str,
     pub local_amount_minor: i64,
-    pub local_currency: String,
-    pub paid_through_date: String,
-    pub status: String,
+    pub local_currency: &'a str,
+    pub paid_through_date: &'a str,
+    pub status: &'a str,
     pub received_on: i64,
     pub set_as_approved_on: Option<i64>,
     pub set_as_declined_on: Option<i64>,
@@ -67,15 +68,15 @@ pub(crate) struct ChargeRow {
     pub set_as_rejected_on: Option<i64>,
 }
 
-impl ChargeRow {
+impl ChargeRow<'_> {
     pub(crate) fn into_charge(self) -> StoreResult<Charge> {
         Ok(Charge {
             number: number(self.number)?,
             customer: customer(self.customer)?,
-            amount: money(self.amount_minor, &self.currency)?,
-            local_amount: money(self.local_amount_minor, &self.local_currency)?,
-            paid_through_date: date(&self.paid_through_date)?,
-            status: status(&self.status)?,
+            amount: money(self.amount_minor, self.currency)?,
+            local_amount: money(self.local_amount_minor, self.local_currency)?,
+            paid_through_date: date(self.paid_through_date)?,
+            status: status(self.status)?,
             received_on: timestamp(self.received_on)?,
             set_as_approved_on: opt_timestamp(self.set_as_approved_on)?,
             set_as_declined_on: opt_timestamp(self.set_as_declined_on)?,

@@ -773,22 +773,22 @@ fn list_charges(conn: &Connection, query: &ListQuery) -> StoreResult<Vec<Charge>
                     number: r.get(number)?,
                     customer: r.get(customer)?,
                     amount_minor: r.get(amount)?,
-                    currency: r.get(currency)?,
+                    currency: r.get_ref(currency)?.as_str()?,
                     local_amount_minor: r.get(local_amount)?,
-                    local_currency: r.get(local_currency)?,
-                    paid_through_date: r.get(paid_through)?,
-                    status: r.get(status)?,
+                    local_currency: r.get_ref(local_currency)?.as_str()?,
+                    paid_through_date: r.get_ref(paid_through)?.as_str()?,
+                    status: r.get_ref(status)?.as_str()?,
                     received_on: r.get(received)?,
                     set_as_approved_on: r.get(approved)?,
                     set_as_declined_on: r.get(declined)?,
                     set_as_bad_request_on: r.get(bad_request)?,
                     set_as_rejected_on: r.get(rejected)?,
-                })
+                }
+                .into_charge())
             },
         )
         .map_err(from_sqlite)?;
-    rows.map(|row| row.map_err(from_sqlite)?.into_charge())
-        .collect()
+    rows.map(|row| row.map_err(from_sqlite)?).collect()
 }
 
 fn operator_by_code(conn: &Connection, code: &str) -> StoreResult<Option<Operator>> {

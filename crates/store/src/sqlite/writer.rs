@@ -238,6 +238,15 @@ fn checkpointer(open: Opener, nudges: mpsc::Receiver<()>) {
 
 impl Thread {
     fn run(mut self) {
+        // Should this thread ever end by a panic, readiness must not go on saying the
+        // database can be written.
+        struct Stopped(Arc<Health>);
+        impl Drop for Stopped {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _stopped = Stopped(self.health.clone());
         let mut closing = None;
         loop {
             if self.queue.is_empty() {
