@@ -1,4 +1,4 @@
-//! The `chargegate` command line (contract §7).
+//! The `chargegate` command line.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

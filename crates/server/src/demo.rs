@@ -1,4 +1,4 @@
-//! `serve --demo`: a ready-to-try operator, so the seed document's example works at once.
+//! `serve --demo`: a ready-to-try operator, so the README's walk-through works at once.
 
 use chargegate_core::Database;
 use chargegate_core::clock::{Date, Timestamp};

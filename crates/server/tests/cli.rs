@@ -1,5 +1,5 @@
 //! The `chargegate` binary as an operator uses it: commands, exit statuses, messages,
-//! CSV import, and `serve --demo` answering the seed's example.
+//! CSV import, and `serve --demo` answering CRM.COM's decline example.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -313,7 +313,7 @@ fn serve(d: &Dir, extra: &[&str]) -> Server {
 }
 
 #[tokio::test]
-async fn serve_demo_answers_the_seed_example_and_stops_cleanly_on_sigterm() {
+async fn serve_demo_answers_crm_com_s_decline_example_and_stops_cleanly_on_sigterm() {
     let d = Dir::new();
     let mut served = serve(&d, &["--demo"]);
     let client = reqwest::Client::new();

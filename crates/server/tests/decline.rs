@@ -1,5 +1,6 @@
-//! `POST netflix/charges/decline`, the seed: every request-level check and per-item rule,
-//! atomicity, races and persistence, through HTTP against the real server.
+//! `POST netflix/charges/decline`, the heart of the product: every request-level check
+//! and per-item rule, atomicity, races and persistence, through HTTP against the real
+//! server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,11 +11,11 @@ use serde_json::{Value, json};
 const DECLINE: &str = "/crmapi/rest/v2/netflix/charges/decline";
 
 on_every_backend! {
-    async fn the_seed_example_answers_byte_for_byte(backend) {
+    async fn crm_com_s_decline_example_answers_byte_for_byte(backend) {
         let srv = TestServer::start(backend).await;
         srv.add_charges(OPERATOR, &[("I00002706", "pci155")]).await;
         let token = srv.login().await;
-        // The seed's request, with its odd indentation, as a client would send it.
+        // CRM.COM's example request, with its odd indentation, as a client would send it.
         let body = format!(
             "{{\n    \"token\":\"{token}\",\n    \"declined_charges_set\":[\n        {{\n            \"number\":\"I00002706\",\n            \"billing_system_customer_identifier\":\"pci155\"\n        }}\n    ]\n}}"
         );

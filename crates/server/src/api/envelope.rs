@@ -76,7 +76,7 @@ mod tests {
     use chargegate_core::Currency;
 
     #[test]
-    fn the_empty_success_is_byte_for_byte_the_seed_example() {
+    fn the_empty_success_is_byte_for_byte_crm_com_s_example() {
         let body = serde_json::to_string(&Envelope::ok(Empty {})).expect("serialises");
         assert_eq!(
             body,

@@ -7,7 +7,7 @@ use chargegate_core::StoreError;
 
 use super::envelope::{Empty, Envelope};
 
-/// The request-level `status.code`s of the contract (§6).
+/// The request-level `status.code`s (docs/api.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     Ok,

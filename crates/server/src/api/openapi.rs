@@ -118,7 +118,7 @@ fn string_enum<'a>(
         .description(Some(description))
 }
 
-/// A request-level `status.code` (§6 of the contract), with its HTTP status.
+/// A request-level `status.code` (docs/api.md §7), with its HTTP status.
 pub struct StatusCode;
 
 impl PartialSchema for StatusCode {
