@@ -224,6 +224,19 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
+/// The database as messages and logs name it: a SQLite URL with its file's absolute path
+/// (a relative one depends on the directory a command runs in), a PostgreSQL URL without
+/// its password.
+pub fn database_label(url: &str) -> String {
+    match DatabaseUrl::parse(url) {
+        Ok(DatabaseUrl::Sqlite(path)) => {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            format!("sqlite://{}", path.display())
+        }
+        _ => chargegate_store::redact(url),
+    }
+}
+
 /// Opens the configured database and applies pending migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
     open_url(settings, &settings.database_url).await
@@ -270,14 +283,35 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
 async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     if with_demo {
-        demo::seed(store.as_ref())
+        // The store's own view of emptiness is an admin read of its own (db copy's).
+        let url = DatabaseUrl::parse(&settings.database_url)?;
+        let empty = chargegate_store::copy::is_empty(&url, &store_options(&settings))
             .await
-            .context("cannot create the demo data")?;
+            .with_context(|| {
+                format!(
+                    "cannot read database {}",
+                    database_label(&settings.database_url)
+                )
+            })?;
+        let prepared = demo::prepare(store.as_ref(), empty).await;
+        if let Err(e) = prepared {
+            store.close().await;
+            return Err(match e {
+                demo::DemoError::NotOurs(why) => anyhow!(
+                    "serve --demo refused: in {}, {why}; the demo never touches data it did \
+                     not create: run it on a database of its own, e.g. \
+                     chargegate --database sqlite://demo.db serve --demo",
+                    database_label(&settings.database_url)
+                ),
+                other => anyhow!(other).context("cannot create the demo data"),
+            });
+        }
     }
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr().context("listener has no address")?;
+    let shutdown = shutdown_signal();
     let metrics_listener = match settings.metrics_listen.as_str() {
         "" => None,
         metrics_listen => Some(
@@ -288,7 +322,7 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
     };
     tracing::info!(
         %address,
-        database = %chargegate_store::redact(&settings.database_url),
+        database = %database_label(&settings.database_url),
         backend = store.backend(),
         "chargegate serving"
     );
@@ -323,7 +357,7 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let served = app::serve(listener, state, shutdown_signal()).await;
+    let served = app::serve(listener, state, shutdown).await;
     // Requests are done: let the database finish its work and fold its log.
     store.close().await;
     let _ = stop_metrics.send(());
@@ -337,29 +371,40 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives right after the "serving"
+/// log line stops the server cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            let received = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = received(interrupt) => {},
+                () = received(terminate) => {},
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let signals = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    async move {
+        signals.await;
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 async fn operator_add(

@@ -3,7 +3,9 @@
 use chargegate_core::Database;
 use chargegate_core::clock::{Date, Timestamp};
 use chargegate_core::money::{Currency, Money};
-use chargegate_core::store::{ImportOutcome, NewCharge, NewOperator, NewUser, StoreError};
+use chargegate_core::store::{
+    ImportOutcome, NewCharge, NewOperator, NewUser, Operator, StoreError,
+};
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 
 pub const OPERATOR: &str = "pci";
@@ -68,6 +70,13 @@ const CHARGES: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
     ),
 ];
 
+/// The name the demo gives its operator: the mark by which it knows the operator is its
+/// own. Any other operator `pci` belongs to someone else and is never touched.
+pub const OPERATOR_NAME: &str = "chargegate demo (serve --demo)";
+
+/// Names earlier versions of the demo gave their operator.
+const EARLIER_OPERATOR_NAMES: &[&str] = &["PCI demo operator"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error(transparent)]
@@ -76,29 +85,70 @@ pub enum DemoError {
     Data(String),
     #[error("demo charges clash with stored ones: {0}")]
     Clash(String),
+    /// The database holds data the demo did not create; nothing was written.
+    #[error("{0}")]
+    NotOurs(String),
 }
 
 fn data<E: std::fmt::Display>(e: E) -> DemoError {
     DemoError::Data(e.to_string())
 }
 
+fn is_demo(operator: &Operator) -> bool {
+    operator.name == OPERATOR_NAME || EARLIER_OPERATOR_NAMES.contains(&operator.name.as_str())
+}
+
+/// The demo's operator: found when the demo created it before, created when the database
+/// is empty, refused otherwise.
+async fn demo_operator(
+    store: &dyn Database,
+    code: &OperatorCode,
+    empty: bool,
+) -> Result<Operator, DemoError> {
+    let not_ours = || {
+        DemoError::NotOurs(format!(
+            "operator '{OPERATOR}' exists and was not created by the demo"
+        ))
+    };
+    if let Some(operator) = store.operator_by_code(code).await? {
+        return if is_demo(&operator) {
+            Ok(operator)
+        } else {
+            Err(not_ours())
+        };
+    }
+    if !empty {
+        return Err(DemoError::NotOurs(
+            "the database holds operators, users or charges that the demo did not create".into(),
+        ));
+    }
+    let created = store
+        .create_operator(&NewOperator {
+            code: code.clone(),
+            name: OPERATOR_NAME.into(),
+            local_currency: Currency::parse("EUR").map_err(data)?,
+        })
+        .await;
+    match created {
+        Ok(operator) => Ok(operator),
+        // Another process created `pci` in the meantime: the demo's own, or not.
+        Err(StoreError::Conflict(_)) => match store.operator_by_code(code).await? {
+            Some(operator) if is_demo(&operator) => Ok(operator),
+            _ => Err(not_ours()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Creates, if absent, operator `pci` (EUR), user `demo`/`demo` and a handful of PENDING
 /// charges including `I00002706` for `pci155`. Running it again changes nothing.
-pub async fn seed(store: &dyn Database) -> Result<(), DemoError> {
+///
+/// The demo only ever writes into an empty database (`empty`: it holds no operator, user,
+/// token or charge) or one it prepared itself (its operator carries [`OPERATOR_NAME`]): a
+/// real operator `pci` must never gain a user with a published password, nor fake charges.
+pub async fn prepare(store: &dyn Database, empty: bool) -> Result<(), DemoError> {
     let code = OperatorCode::parse(OPERATOR).map_err(data)?;
-    let eur = Currency::parse("EUR").map_err(data)?;
-    let operator = match store.operator_by_code(&code).await? {
-        Some(op) => op,
-        None => {
-            store
-                .create_operator(&NewOperator {
-                    code: code.clone(),
-                    name: "PCI demo operator".into(),
-                    local_currency: eur,
-                })
-                .await?
-        }
-    };
+    let operator = demo_operator(store, &code, empty).await?;
     let username = Username::parse(USERNAME).map_err(data)?;
     if store.login_user(&code, &username).await?.is_none() {
         let password_hash = crate::passwords::hash(PASSWORD).map_err(data)?;
