@@ -1,6 +1,6 @@
 //! The `chargegate` command line.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -115,7 +115,8 @@ enum OperatorCommand {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Create a user; the password is read as one line from standard input.
+    /// Create a user; the password is typed twice on a terminal (not shown), or read as one
+    /// line from standard input.
     Add {
         username: String,
         /// Code of the operator the user belongs to.
@@ -153,7 +154,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Help and version print as clap prints them; a usage error is one line, like every
-/// other failure, with a pointer to `--help`.
+/// other failure, and points at the help of the command at fault.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
@@ -164,13 +165,61 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
         }
         _ => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("chargegate: {first} (see 'chargegate --help')");
+            eprintln!("chargegate: {}", one_line(&e.render().to_string()));
             ExitCode::from(2)
         }
     }
+}
+
+/// Clap's usage error on one line, keeping what matters: the problem with the list it
+/// introduces (the missing arguments, the possible values), the "did you mean" tip, and a
+/// pointer to the help of the subcommand named in the usage.
+fn one_line(rendered: &str) -> String {
+    // Each part is a line of the message with the indented lines that continue it.
+    let mut parts: Vec<(String, Vec<String>)> = Vec::new();
+    let mut command = "chargegate".to_owned();
+    let mut in_usage = false;
+    for line in rendered.lines() {
+        let text = line.trim();
+        if text.is_empty() {
+            in_usage = false;
+            continue;
+        }
+        if let Some(usage) = text.strip_prefix("Usage:") {
+            in_usage = true;
+            command = usage
+                .split_whitespace()
+                .take_while(|word| !word.starts_with(['-', '<', '[']))
+                .collect::<Vec<_>>()
+                .join(" ");
+            continue;
+        }
+        if in_usage || text.starts_with("For more information") {
+            continue;
+        }
+        let text = text.strip_prefix("error: ").unwrap_or(text).to_owned();
+        match parts.last_mut() {
+            // An item of the list the line before introduces, or its possible values.
+            Some((_, items)) if line.starts_with(' ') && !text.starts_with("tip:") => {
+                items.push(text);
+            }
+            _ => parts.push((text, Vec::new())),
+        }
+    }
+    let parts: Vec<String> = parts
+        .into_iter()
+        .map(|(head, items)| match items.as_slice() {
+            [] => head,
+            _ if head.ends_with(':') => format!("{head} {}", items.join(", ")),
+            _ => format!("{head} {}", items.join(" ")),
+        })
+        .collect();
+    let problem = if parts.is_empty() {
+        "invalid arguments".to_owned()
+    } else {
+        parts.join("; ")
+    };
+    format!("{problem} (see '{command} --help')")
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -462,13 +511,22 @@ async fn user_add(settings: &Settings, username: &str, operator: &str) -> anyhow
     Ok(())
 }
 
-/// One line from standard input, without its line ending. On a terminal a prompt is
-/// shown first; the password is never taken from an argument, where `ps` would show it.
+/// The new user's password. On a terminal it is typed twice without echo; otherwise it
+/// is one line of standard input, without its line ending. Never an argument, where `ps`
+/// would show it.
 fn read_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("password: ");
-        std::io::stderr().flush().ok();
+        let cannot = "cannot read the password from the terminal";
+        let password = rpassword::prompt_password("password: ").context(cannot)?;
+        if password.is_empty() {
+            bail!("the password must not be empty; nothing was created");
+        }
+        let again = rpassword::prompt_password("password again: ").context(cannot)?;
+        if again != password {
+            bail!("the two passwords differ; nothing was created");
+        }
+        return Ok(password);
     }
     let mut line = String::new();
     stdin

@@ -380,3 +380,167 @@ fn serve_refuses_an_unusable_listen_address() {
     let err = fails(&d.run(&["serve", "--listen", "nonsense"]));
     assert!(err.contains("listen"), "{err}");
 }
+
+/// Asserts a usage error: exit status 2, one line, and returns it.
+#[track_caller]
+fn usage_error(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn a_missing_argument_is_named_with_the_subcommand_s_help() {
+    let d = Dir::new();
+    let err = usage_error(&d.run(&["operator", "add", "pci"]));
+    assert!(
+        err.contains("--name <NAME>") && err.contains("--local-currency <CUR>"),
+        "{err}"
+    );
+    assert!(
+        err.contains("see 'chargegate operator add --help'"),
+        "{err}"
+    );
+    let err = usage_error(&d.run(&["user", "add"]));
+    assert!(
+        err.contains("--operator <CODE>") && err.contains("<USERNAME>"),
+        "{err}"
+    );
+    assert!(err.contains("see 'chargegate user add --help'"), "{err}");
+    assert!(!d.path("chargegate.db").exists(), "nothing was created");
+}
+
+#[test]
+fn a_mistyped_flag_or_command_keeps_clap_s_did_you_mean_tip() {
+    let d = Dir::new();
+    let err = usage_error(&d.run(&["serve", "--listn", "127.0.0.1:1"]));
+    assert!(err.contains("'--listn'"), "{err}");
+    assert!(
+        err.contains("tip: a similar argument exists: '--listen'"),
+        "{err}"
+    );
+    assert!(err.contains("see 'chargegate serve --help'"), "{err}");
+
+    let err = usage_error(&d.run(&["serv"]));
+    assert!(err.contains("unrecognized subcommand 'serv'"), "{err}");
+    assert!(err.contains("'serve'"), "{err}");
+    assert!(err.contains("see 'chargegate --help'"), "{err}");
+
+    let err = usage_error(&d.run(&["--log-format", "xml", "migrate"]));
+    assert!(err.contains("[possible values: pretty, json]"), "{err}");
+    assert!(!d.path("chargegate.db").exists(), "nothing was created");
+}
+
+/// Runs `chargegate ARGS…` in `d` on a pseudo-terminal (util-linux `script`), answering
+/// each prompt in turn; returns what the terminal showed and the exit code. `None` when
+/// `script` is missing.
+fn on_a_terminal(d: &Dir, args: &[&str], answers: &[(&str, &str)]) -> Option<(String, i32)> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let quoted: Vec<String> = std::iter::once(common::process::BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let mut command = Command::new("script");
+    command
+        .args(["-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
+        .current_dir(d.path(""))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHARGEGATE_") {
+            command.env_remove(k);
+        }
+    }
+    command
+        .env("CHARGEGATE_DATABASE_URL", d.db_url())
+        .env("CHARGEGATE_LOG", "warn");
+    let mut child = command.spawn().ok()?;
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut shown = String::new();
+    let mut consumed = 0;
+    for (prompt, answer) in answers {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !shown[consumed..].contains(prompt) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no prompt {prompt:?} in {shown:?}"));
+            shown.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        consumed = shown[consumed..].find(prompt).unwrap() + consumed + prompt.len();
+        // Let the program turn echo off after showing its prompt, as a person would.
+        std::thread::sleep(Duration::from_millis(300));
+        stdin.write_all(format!("{answer}\r").as_bytes()).unwrap();
+    }
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    shown.extend(
+        rx.try_iter()
+            .map(|c| String::from_utf8_lossy(&c).into_owned()),
+    );
+    Some((shown, status.code().unwrap_or(-1)))
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_password_is_asked_twice_and_never_shown() {
+    let d = Dir::new();
+    d.ok(
+        &[
+            "operator",
+            "add",
+            "pci",
+            "--name",
+            "PCI",
+            "--local-currency",
+            "EUR",
+        ],
+        "",
+    );
+    let Some((shown, code)) = on_a_terminal(
+        &d,
+        &["user", "add", "billing", "--operator", "pci"],
+        &[("password: ", "hunter2"), ("password again: ", "hunter2")],
+    ) else {
+        eprintln!("SKIPPED: no util-linux 'script' to run a terminal");
+        return;
+    };
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("created user billing"), "{shown}");
+    assert!(
+        !shown.contains("hunter2"),
+        "the password was shown: {shown}"
+    );
+    assert_eq!(d.count("SELECT count(*) FROM users").await, 1);
+
+    let (shown, code) = on_a_terminal(
+        &d,
+        &["user", "add", "eve", "--operator", "pci"],
+        &[("password: ", "one"), ("password again: ", "two")],
+    )
+    .unwrap();
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains("chargegate: the two passwords differ; nothing was created"),
+        "{shown}"
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM users").await,
+        1,
+        "nothing changed"
+    );
+}
