@@ -293,15 +293,35 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Database>
 
 /// Opens the database at `url` with the configured pool settings, and migrates it.
 async fn open_url(settings: &Settings, url: &str) -> anyhow::Result<Arc<dyn Database>> {
-    let url = DatabaseUrl::parse(url)?;
-    let store = chargegate_store::open(&url, &store_options(settings))
+    let parsed = DatabaseUrl::parse(url)?;
+    let store = chargegate_store::open(&parsed, &store_options(settings))
         .await
-        .with_context(|| format!("cannot open database {url}"))?;
+        .map_err(|e| naming_the_database(e, url, "cannot open database"))?;
     store
         .migrate()
         .await
-        .with_context(|| format!("cannot migrate database {url}"))?;
+        .map_err(|e| naming_the_database(e, url, "cannot migrate database"))?;
     Ok(store)
+}
+
+/// A store error that names the database once: as the store said it when its message
+/// already names it, else after `doing` and the database's label.
+fn naming_the_database(e: StoreError, url: &str, doing: &str) -> anyhow::Error {
+    let message = match &e {
+        StoreError::Unavailable(m)
+        | StoreError::Conflict(m)
+        | StoreError::Internal(m)
+        | StoreError::OutcomeUnknown(m) => m,
+    };
+    let named = match DatabaseUrl::parse(url) {
+        Ok(DatabaseUrl::Sqlite(path)) => message.contains(&path.display().to_string()),
+        _ => message.contains(&chargegate_store::redact(url)),
+    };
+    if named {
+        anyhow!(message.clone())
+    } else {
+        anyhow!(e).context(format!("{doing} {}", database_label(url)))
+    }
 }
 
 fn store_options(settings: &Settings) -> StoreOptions {
@@ -559,7 +579,23 @@ async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<()> {
     };
     // Opening would create a missing database; a backup of nothing is a mistake.
     if !source.is_file() {
-        bail!("no SQLite database at {}", source.display());
+        bail!(
+            "no SQLite database at {}",
+            database_label(&settings.database_url)
+        );
+    }
+    // Said here in words, before the database is involved: the store would report a
+    // failure to create the file as the database being unavailable.
+    let directory = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !directory.is_dir() {
+        bail!(
+            "cannot back up to {}: the directory {} does not exist",
+            target.display(),
+            directory.display()
+        );
     }
     let store = SqliteStore::open(source, &store_options(settings))
         .await
@@ -568,12 +604,30 @@ async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<()> {
         .backup(target)
         .await
         .map_err(conflict_as_message)
-        .with_context(|| format!("cannot back up {url} to {}", target.display()))?;
-    println!("backed up {url} to {}", target.display());
+        .with_context(|| {
+            format!(
+                "cannot back up {} to {}",
+                database_label(&settings.database_url),
+                target.display()
+            )
+        })?;
+    println!(
+        "backed up {} to {}",
+        database_label(&settings.database_url),
+        target.display()
+    );
     Ok(())
 }
 
 async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+    // Before the database is opened (and perhaps created): a typo in the file name must
+    // not leave an empty database behind.
+    let readable = std::fs::File::open(file).and_then(|f| f.metadata());
+    match readable {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => bail!("cannot read {}: it is not a file", file.display()),
+        Err(e) => bail!("cannot read {}: {e}", file.display()),
+    }
     let store = open_store(settings).await?;
     let imported = csv_import::import(store.as_ref(), file).await;
     store.close().await;

@@ -125,12 +125,16 @@ impl Settings {
             env.iter()
                 .filter_map(|(k, v)| Some((k.strip_prefix("CHARGEGATE_")?, v)))
                 .filter(|(k, _)| !NOT_SETTINGS.contains(k) && !k.starts_with("TEST_"))
-                .map(|(k, v)| (k.to_ascii_lowercase(), env_value(v)))
+                .map(|(k, v)| {
+                    let key = k.to_ascii_lowercase();
+                    let value = env_value(&key, v);
+                    (key, value)
+                })
                 .collect(),
         );
         figment = figment.merge(Serialized::defaults(vars));
         figment = figment.merge(Serialized::defaults(flags));
-        let settings: Settings = figment.extract().map_err(|e| explain(&e))?;
+        let settings: Settings = figment.extract().map_err(|e| explain(&e, file))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -175,12 +179,22 @@ impl Settings {
     }
 }
 
-/// Environment values are text; numbers are passed as numbers so integer settings
-/// accept `CHARGEGATE_TOKEN_TTL=3600`.
-fn env_value(value: &str) -> figment::value::Value {
-    match value.parse::<i64>() {
-        Ok(n) => figment::value::Value::from(n),
-        Err(_) => figment::value::Value::from(value.to_owned()),
+/// Settings that hold whole numbers.
+const INTEGER_SETTINGS: &[&str] = &[
+    "token_ttl",
+    "login_max_failures",
+    "login_lockout",
+    "db_max_connections",
+    "db_timeout",
+];
+
+/// Environment values are text; those of whole-number settings are passed as numbers
+/// when they are numbers, so `CHARGEGATE_TOKEN_TTL=3600` works while
+/// `CHARGEGATE_LISTEN` stays text whatever it holds.
+fn env_value(key: &str, value: &str) -> figment::value::Value {
+    match value.trim().parse::<i64>() {
+        Ok(n) if INTEGER_SETTINGS.contains(&key) => figment::value::Value::from(n),
+        _ => figment::value::Value::from(value.to_owned()),
     }
 }
 
@@ -189,30 +203,140 @@ fn env_value(value: &str) -> figment::value::Value {
 #[serde(transparent)]
 struct EnvVars(BTreeMap<String, figment::value::Value>);
 
-/// Each problem as "where: key: what", e.g.
-/// `environment variable CHARGEGATE_TOKEN_TTL: token_ttl: invalid type: …`.
-fn explain(e: &figment::Error) -> String {
+/// What a setting must hold, in words, for messages about a value of the wrong kind.
+fn expectation(key: &str) -> &'static str {
+    match key {
+        "token_ttl" | "login_lockout" => "a whole number of seconds",
+        "db_timeout" => "a positive whole number of seconds",
+        "login_max_failures" | "db_max_connections" => "a positive whole number",
+        "log_format" => "\"pretty\" or \"json\"",
+        "database_url" => "text: sqlite://PATH or postgres://USER@HOST/DB",
+        "listen" => "text: an address such as \"127.0.0.1:8080\"",
+        "metrics_listen" => "text: an address such as \"127.0.0.1:9090\", or empty",
+        "log" => "text: a log filter such as \"info\"",
+        _ => "a value of another kind",
+    }
+}
+
+/// A value as the person wrote it, for messages; `None` for values that are not simple.
+fn written(actual: &figment::error::Actual) -> Option<String> {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(b) => Some(b.to_string()),
+        Actual::Unsigned(n) => Some(n.to_string()),
+        Actual::Signed(n) => Some(n.to_string()),
+        Actual::Float(n) => Some(n.to_string()),
+        Actual::Char(c) => Some(format!("{:?}", c.to_string())),
+        Actual::Str(s) => Some(format!("{s:?}")),
+        Actual::Seq => Some("a list".into()),
+        Actual::Map => Some("a table".into()),
+        _ => None,
+    }
+}
+
+/// A parser's multi-line report (TOML draws the line and a caret under it) as one line:
+/// ``syntax error at line 1, column 13: invalid string; expected `"`, `'` ``.
+fn flatten_message(message: &str) -> String {
+    let gutter = |line: &str| {
+        let line = line.trim_start();
+        line.starts_with('|')
+            || line.split_once('|').is_some_and(|(n, _)| {
+                !n.trim().is_empty() && n.trim().bytes().all(|b| b.is_ascii_digit())
+            })
+    };
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| !gutter(l))
+        .collect();
+    let mut text = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        text.push_str(match i {
+            0 => "",
+            1 => ": ",
+            _ => "; ",
+        });
+        match line.strip_prefix("TOML parse error at ") {
+            Some(place) => {
+                text.push_str("syntax error at ");
+                text.push_str(place);
+            }
+            None => text.push_str(line),
+        }
+    }
+    text
+}
+
+/// Each problem on one line, naming the setting and where it came from, in words rather
+/// than Rust's types:
+/// `token_ttl in chargegate.toml must be a whole number of seconds, not "soon"`.
+fn explain(e: &figment::Error, file: Option<&Path>) -> String {
+    use figment::error::Kind;
     e.clone()
         .into_iter()
         .map(|e| {
-            let key = match &e.kind {
-                figment::error::Kind::UnknownField(field, _) => field.clone(),
-                _ => e.path.join("."),
-            };
             let origin = e.metadata.as_ref().map_or("", |m| m.name.as_ref());
-            let whence = if origin.ends_with("EnvVars") {
-                format!(
-                    "environment variable CHARGEGATE_{}",
-                    key.to_ascii_uppercase()
-                )
-            } else if origin.ends_with("FlagOverrides") {
-                "command-line flag".to_owned()
-            } else if let Some(src) = e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-                format!("config file {src}")
-            } else {
-                "settings".to_owned()
+            let from_env = origin.ends_with("EnvVars");
+            let from_flag = origin.ends_with("FlagOverrides");
+            let file_name =
+                file.map_or_else(|| "the config file".to_owned(), |f| f.display().to_string());
+            // How the setting `key` is named where it came from.
+            let name = |key: &str| {
+                if from_env {
+                    format!("CHARGEGATE_{}", key.to_ascii_uppercase())
+                } else if from_flag {
+                    format!("--{}", key.replace('_', "-"))
+                } else {
+                    format!("{key} in {file_name}")
+                }
             };
-            format!("{whence}: {key}: {}", e.kind)
+            let key = e.path.join(".");
+            match &e.kind {
+                Kind::UnknownField(field, known) => {
+                    if from_env {
+                        let known: Vec<String> = known
+                            .iter()
+                            .map(|k| format!("CHARGEGATE_{}", k.to_ascii_uppercase()))
+                            .collect();
+                        format!(
+                            "unknown environment variable CHARGEGATE_{} (settings: {})",
+                            field.to_ascii_uppercase(),
+                            known.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "unknown setting '{field}' in {file_name} (settings: {})",
+                            known.join(", ")
+                        )
+                    }
+                }
+                Kind::InvalidType(actual, _)
+                | Kind::InvalidValue(actual, _)
+                | Kind::Unsupported(actual) => {
+                    let found = written(actual)
+                        .map(|w| format!(", not {w}"))
+                        .unwrap_or_default();
+                    format!("{} must be {}{found}", name(&key), expectation(&key))
+                }
+                Kind::UnknownVariant(value, _) => {
+                    format!(
+                        "{} must be {}, not {value:?}",
+                        name(&key),
+                        expectation(&key)
+                    )
+                }
+                Kind::Message(message) if key.is_empty() => {
+                    let whence = if from_env {
+                        "environment".to_owned()
+                    } else {
+                        format!("config file {file_name}")
+                    };
+                    format!("{whence}: {}", flatten_message(message))
+                }
+                Kind::Message(message) => format!("{}: {}", name(&key), flatten_message(message)),
+                other => format!("{}: {}", name(&key), flatten_message(&other.to_string())),
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")

@@ -39,7 +39,7 @@ const PROGRESS_THRESHOLD: u64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: String,
         source: std::io::Error,

@@ -544,3 +544,92 @@ async fn on_a_terminal_the_password_is_asked_twice_and_never_shown() {
         "nothing changed"
     );
 }
+
+/// Asserts a refusal: exit status 1, one line, and returns it.
+#[track_caller]
+fn one_line_failure(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("chargegate: "), "{err}");
+    err
+}
+
+#[test]
+fn configuration_mistakes_are_one_line_naming_the_setting_and_create_nothing() {
+    let d = Dir::new();
+    d.write("chargegate.toml", "token_ttl = \"soon\"\n");
+    let err = one_line_failure(&d.run(&["--config", "chargegate.toml", "migrate"]));
+    assert_eq!(
+        err.trim_end(),
+        "chargegate: token_ttl in chargegate.toml must be a whole number of seconds, not \"soon\""
+    );
+    d.write(
+        "chargegate.toml",
+        "token_ttl = \nlisten = \"127.0.0.1:1\"\n",
+    );
+    let err = one_line_failure(&d.run(&["--config", "chargegate.toml", "migrate"]));
+    assert!(
+        err.contains("config file chargegate.toml: syntax error at line 1, column 13"),
+        "{err}"
+    );
+    let out = d
+        .command(&["migrate"])
+        .env("CHARGEGATE_DB_MAX_CONNECTIONS", "-1")
+        .output()
+        .unwrap();
+    let err = one_line_failure(&out);
+    assert!(
+        err.contains("CHARGEGATE_DB_MAX_CONNECTIONS must be a positive whole number, not -1"),
+        "{err}"
+    );
+    assert!(!d.path("chargegate.db").exists(), "nothing was created");
+}
+
+#[test]
+fn a_missing_csv_file_is_named_once_and_leaves_no_database_behind() {
+    let d = Dir::new();
+    let err = one_line_failure(&d.run(&["charges", "import", "nope.csv"]));
+    assert_eq!(
+        err.trim_end(),
+        "chargegate: cannot read nope.csv: No such file or directory (os error 2)"
+    );
+    assert!(!d.path("chargegate.db").exists(), "nothing was created");
+}
+
+#[test]
+fn a_backup_into_a_missing_directory_says_so_and_writes_nothing() {
+    let d = Dir::new();
+    ok(&d.run(&["migrate"]));
+    let target = d.path("missing/copy.db");
+    let err = one_line_failure(&d.run(&["backup", target.to_str().unwrap()]));
+    assert!(
+        err.contains(&format!(
+            "the directory {} does not exist",
+            d.path("missing").display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("unavailable"), "{err}");
+    assert!(!d.path("missing").exists());
+}
+
+#[test]
+fn an_unreachable_postgresql_server_is_named_once_without_its_password() {
+    let d = Dir::new();
+    // Port 1 on the loopback interface: nothing listens there.
+    let url = "postgres://app:s3cret@127.0.0.1:1/charges";
+    let out = d
+        .command(&["--database", url, "migrate"])
+        .env("CHARGEGATE_DB_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    let err = one_line_failure(&out);
+    assert_eq!(
+        err.matches("postgres://app:***@127.0.0.1:1/charges")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}

@@ -81,7 +81,7 @@ fn bad_values_are_refused_with_the_setting_named() {
         ("CHARGEGATE_TOKEN_TTL", "0", "token_ttl"),
         ("CHARGEGATE_LISTEN", "localhost", "listen"),
         ("CHARGEGATE_DATABASE_URL", "mysql://x/y", "mysql://x/y"),
-        ("CHARGEGATE_LOG_FORMAT", "xml", "log_format"),
+        ("CHARGEGATE_LOG_FORMAT", "xml", "CHARGEGATE_LOG_FORMAT"),
     ] {
         let err = Settings::load(None, &env(&[(var, value)]), &FlagOverrides::default())
             .expect_err("refused");
@@ -113,4 +113,91 @@ fn debug_output_hides_the_database_password() {
         ..Settings::default()
     };
     assert!(!format!("{s:?}").contains("hunter2"));
+}
+
+/// Asserts a message is one line in words: no Rust type names, no doubled punctuation.
+#[track_caller]
+fn in_words(err: &str) {
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    for rust in [
+        "i64",
+        "u32",
+        "u64",
+        "signed int",
+        "invalid type",
+        "``",
+        ": :",
+    ] {
+        assert!(!err.contains(rust), "{rust:?} in {err}");
+    }
+}
+
+#[test]
+fn values_of_the_wrong_kind_are_explained_in_words_naming_the_setting_and_its_source() {
+    for (text, expected) in [
+        (
+            "token_ttl = \"soon\"",
+            "token_ttl in {file} must be a whole number of seconds, not \"soon\"",
+        ),
+        (
+            "login_max_failures = 1.5",
+            "login_max_failures in {file} must be a positive whole number, not 1.5",
+        ),
+        (
+            "db_max_connections = -1",
+            "db_max_connections in {file} must be a positive whole number, not -1",
+        ),
+        (
+            "listen = 8080",
+            "listen in {file} must be text: an address such as \"127.0.0.1:8080\", not 8080",
+        ),
+        (
+            "log_format = \"xml\"",
+            "log_format in {file} must be \"pretty\" or \"json\", not \"xml\"",
+        ),
+    ] {
+        let f = file(&format!("{text}\n"));
+        let err =
+            Settings::load(Some(f.path()), &[], &FlagOverrides::default()).expect_err("refused");
+        in_words(&err);
+        let expected = expected.replace("{file}", &f.path().display().to_string());
+        assert_eq!(err, expected);
+    }
+    let err = Settings::load(
+        None,
+        &env(&[("CHARGEGATE_TOKEN_TTL", "soon")]),
+        &FlagOverrides::default(),
+    )
+    .expect_err("refused");
+    in_words(&err);
+    assert_eq!(
+        err,
+        "CHARGEGATE_TOKEN_TTL must be a whole number of seconds, not \"soon\""
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_is_one_line_with_its_place() {
+    let f = file("token_ttl = \nlisten = \"127.0.0.1:1\"\n");
+    let err = Settings::load(Some(f.path()), &[], &FlagOverrides::default()).expect_err("syntax");
+    in_words(&err);
+    assert!(
+        err.starts_with(&format!(
+            "config file {}: syntax error at line 1, column 13: invalid string",
+            f.path().display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn text_settings_stay_text_when_the_environment_holds_digits() {
+    let err = Settings::load(
+        None,
+        &env(&[("CHARGEGATE_LISTEN", "8080")]),
+        &FlagOverrides::default(),
+    )
+    .expect_err("not an address");
+    in_words(&err);
+    assert!(err.contains("listen '8080'"), "{err}");
 }
