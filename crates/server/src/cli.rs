@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use chargegate_core::money::Currency;
 use chargegate_core::store::{LoginPolicy, NewOperator, NewUser, StoreError};
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::{Database, Store};
@@ -487,7 +486,8 @@ async fn operator_add(
     if name.is_empty() {
         bail!("--name must not be empty");
     }
-    let local_currency = Currency::parse(local_currency)?;
+    let local_currency =
+        crate::input::currency(local_currency).map_err(|e| anyhow!("--local-currency: {e}"))?;
     let store = open_store(settings).await?;
     let operator = store
         .create_operator(&NewOperator {
@@ -619,6 +619,9 @@ async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many problems of a refused import are listed one by one.
+const MAX_REPORTED_PROBLEMS: usize = 20;
+
 async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
     // Before the database is opened (and perhaps created): a typo in the file name must
     // not leave an empty database behind.
@@ -640,8 +643,14 @@ async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> 
             Ok(())
         }
         Err(csv_import::ImportError::Rejected(problems)) => {
-            for p in &problems {
+            // Enough to see the pattern; a file of bad rows must not flood the terminal.
+            for p in problems.iter().take(MAX_REPORTED_PROBLEMS) {
                 eprintln!("{p}");
+            }
+            if let Some(more) = problems.len().checked_sub(MAX_REPORTED_PROBLEMS)
+                && more > 0
+            {
+                eprintln!("... and {more} more problem(s)");
             }
             bail!(
                 "import of {} refused: {} problem(s); nothing was imported",

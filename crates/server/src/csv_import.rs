@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chargegate_core::charge::ChargeStatus;
-use chargegate_core::clock::{Date, Timestamp};
-use chargegate_core::money::{Currency, Money};
+use chargegate_core::clock::Timestamp;
 use chargegate_core::store::{AdminStore, ImportOutcome, ImportSummary, NewCharge, Operator};
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::input;
 
 /// The columns a file may have, mandatory ones first.
 const MANDATORY: &[&str] = &[
@@ -44,6 +45,11 @@ pub enum ImportError {
         path: String,
         source: std::io::Error,
     },
+    /// The file holds nothing, not even a header row.
+    #[error(
+        "{path} is empty: it needs a header row naming the columns ({columns}) and one charge per row"
+    )]
+    Empty { path: String, columns: String },
     /// Problems with the file's content; nothing was written.
     #[error("{} problem(s) found; nothing was imported", .0.len())]
     Rejected(Vec<String>),
@@ -105,6 +111,31 @@ impl Columns {
     }
 }
 
+/// The column separator, from the header line: `,`, or `;` when the line has semicolons
+/// and no comma (spreadsheets save CSV that way where the comma is the decimal mark).
+/// `None` when the file has no header line at all.
+fn sniff_delimiter(path: &Path) -> std::io::Result<Option<u8>> {
+    use std::io::BufRead;
+    let mut first = String::new();
+    let mut lines = std::io::BufReader::new(std::fs::File::open(path)?);
+    // A header that is not UTF-8 is reported by the CSV reader, with its line.
+    while first
+        .trim_matches(['\u{feff}', ' ', '\t', '\r', '\n'])
+        .is_empty()
+    {
+        let mut bytes = Vec::new();
+        if lines.read_until(b'\n', &mut bytes)? == 0 {
+            return Ok(None);
+        }
+        first = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    Ok(Some(if !first.contains(',') && first.contains(';') {
+        b';'
+    } else {
+        b','
+    }))
+}
+
 /// Reads and checks a whole file against the store's operators.
 async fn read(
     store: &dyn AdminStore,
@@ -115,10 +146,19 @@ async fn read(
         path: path.display().to_string(),
         source,
     };
+    let delimiter = match sniff_delimiter(path).map_err(read_error)? {
+        Some(delimiter) => delimiter,
+        None => {
+            return Err(ImportError::Empty {
+                path: path.display().to_string(),
+                columns: MANDATORY.join(","),
+            });
+        }
+    };
     let file = std::fs::File::open(path).map_err(read_error)?;
-    bar.set_length(file.metadata().map(|m| m.len()).unwrap_or(0));
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
+        .delimiter(delimiter)
         .from_reader(file);
     let header = reader.headers().map_err(|e| {
         ImportError::Rejected(vec![format!("line 1: the header row cannot be read: {e}")])
@@ -218,9 +258,7 @@ fn parse_row(
             report("currency", "is mandatory".into());
             None
         }
-        Some(c) => Currency::parse(c)
-            .map_err(|e| report("currency", e.to_string()))
-            .ok(),
+        Some(c) => input::currency(c).map_err(|e| report("currency", e)).ok(),
     };
     let amount = match (cell("amount"), currency) {
         (None, _) => {
@@ -228,21 +266,21 @@ fn parse_row(
             None
         }
         (Some(_), None) => None, // reported under currency
-        (Some(a), Some(cur)) => match Money::parse(a, cur) {
+        (Some(a), Some(cur)) => match input::money(a, cur) {
             Ok(m) if m.is_positive() => Some(m),
             Ok(_) => {
                 report("amount", format!("must be greater than 0, not {a}"));
                 None
             }
             Err(e) => {
-                report("amount", e.to_string());
+                report("amount", e);
                 None
             }
         },
     };
     let local_amount = match (operator, cell("local_currency_amount")) {
         (None, _) => None, // reported under operator
-        (Some(op), Some(text)) => match Money::parse(text, op.local_currency) {
+        (Some(op), Some(text)) => match input::money(text, op.local_currency) {
             Ok(m) if !m.is_positive() => {
                 report(
                     "local_currency_amount",
@@ -262,7 +300,7 @@ fn parse_row(
             }
             Ok(m) => Some(m),
             Err(e) => {
-                report("local_currency_amount", e.to_string());
+                report("local_currency_amount", e);
                 None
             }
         },
@@ -286,8 +324,8 @@ fn parse_row(
             report("paid_through_date", "is mandatory".into());
             None
         }
-        Some(d) => Date::parse(d)
-            .map_err(|e| report("paid_through_date", e.to_string()))
+        Some(d) => input::date(d)
+            .map_err(|e| report("paid_through_date", e))
             .ok(),
     };
     let number = cell("number").and_then(|n| {
@@ -307,8 +345,8 @@ fn parse_row(
         }
     });
     let received_on = cell("received_on").and_then(|t| {
-        Timestamp::parse(t)
-            .map_err(|e| report("received_on", e.to_string()))
+        input::timestamp(t)
+            .map_err(|e| report("received_on", e))
             .ok()
     });
     let status = cell("charge_status").and_then(|s| {
@@ -342,38 +380,38 @@ fn parse_row(
     }
 }
 
-fn progress_bar(unit: &str) -> ProgressBar {
-    // Drawn on standard error only when it is a terminal; hidden otherwise.
-    let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{{msg:>9}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{eta}})"
-    )) {
+/// A progress bar on standard error, drawn only when it is a terminal. It knows its
+/// length from the start, so its first frame is empty rather than full.
+fn progress_bar(length: u64, message: &'static str, counts: &str) -> ProgressBar {
+    let bar = ProgressBar::new(length);
+    if let Ok(style) =
+        ProgressStyle::with_template(&format!("{{msg:>9}} [{{bar:40}}] {counts} ({{eta}})"))
+    {
         bar.set_style(style.progress_chars("=> "));
     }
+    bar.set_message(message);
     bar
 }
 
 /// Imports a CSV file; on success returns how many charges were added and skipped.
 pub async fn import(store: &dyn AdminStore, path: &Path) -> Result<ImportSummary, ImportError> {
-    let large = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) > 100 * PROGRESS_THRESHOLD;
-    let reading = if large {
-        progress_bar("bytes")
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let reading = if size > 100 * PROGRESS_THRESHOLD {
+        // Sizes in KiB/MiB: a byte count tells a person nothing.
+        progress_bar(size, "checking", "{binary_bytes}/{binary_total_bytes}")
     } else {
         ProgressBar::hidden()
     };
-    reading.set_message("checking");
     let rows = read(store, path, &reading).await;
     reading.finish_and_clear();
     let rows = rows?;
 
     let total = rows.len() as u64;
     let writing = if total >= PROGRESS_THRESHOLD {
-        progress_bar("rows")
+        progress_bar(total, "importing", "{human_pos}/{human_len} rows")
     } else {
         ProgressBar::hidden()
     };
-    writing.set_length(total);
-    writing.set_message("importing");
     let charges: Vec<NewCharge> = rows.iter().map(|r| r.charge.clone()).collect();
     let bar = writing.clone();
     let outcome = store

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod csv_import;
 pub mod demo;
+pub mod input;
 pub mod metrics;
 pub mod passwords;
 pub mod telemetry;

@@ -220,7 +220,7 @@ pci,c7,9.99,EUR,2026-12-31
         "line 3: operator: no operator 'nope'",
         "line 4: billing_system_customer_identifier: is mandatory",
         "line 4: amount: '9.999' has more decimals than EUR allows (2)",
-        "line 4: paid_through_date: '2026-13-01' is not a date",
+        "line 4: paid_through_date: '2026-13-01' is an impossible date: there is no month 13",
         "line 5: amount: '-1' is not a decimal amount",
         "line 6: local_currency_amount: is mandatory when currency (USD) is not the operator's local currency (EUR)",
         "line 7: currency: 'EURO' is not an ISO-4217 currency code",
@@ -632,4 +632,145 @@ fn an_unreachable_postgresql_server_is_named_once_without_its_password() {
         "{err}"
     );
     assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[tokio::test]
+async fn a_csv_may_use_semicolons_z_times_and_lower_case_currencies() {
+    let d = Dir::new();
+    d.setup();
+    let file = d.write(
+        "semicolons.csv",
+        "operator;number;billing_system_customer_identifier;amount;currency;paid_through_date;received_on\n\
+         pci;S1;c1;9.99;eur;2026-12-31;2026-11-25T06:00:12Z\n",
+    );
+    let out = ok(&d.run(&["charges", "import", file.to_str().unwrap()]));
+    assert!(out.contains("imported 1 charge(s)"), "{out}");
+    let out = ok(&d.run(&[
+        "operator",
+        "add",
+        "acme",
+        "--name",
+        "Acme",
+        "--local-currency",
+        "usd",
+    ]));
+    assert!(out.contains("local currency USD"), "{out}");
+    let received = chargegate_core::clock::Timestamp::parse("2026-11-25T06:00:12")
+        .unwrap()
+        .unix();
+    assert_eq!(
+        d.count(&format!(
+            "SELECT count(*) FROM charges WHERE number = 'S1' AND currency = 'EUR' AND received_on = {received}"
+        ))
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn impossible_dates_and_decimal_commas_are_explained_and_nothing_is_imported() {
+    let d = Dir::new();
+    d.setup();
+    let file = d.write(
+        "dates.csv",
+        "operator;billing_system_customer_identifier;amount;currency;paid_through_date;received_on\n\
+         pci;c1;9.99;EUR;2026-02-30;2026-11-25T06:00:12Z\n\
+         pci;c2;9,99;EUR;2026-12-31;2026-02-29T06:00:00\n",
+    );
+    let err = fails(&d.run(&["charges", "import", file.to_str().unwrap()]));
+    for expected in [
+        "line 2: paid_through_date: '2026-02-30' is an impossible date: February 2026 has 28 days",
+        "line 3: amount: '9,99' is not a decimal amount",
+        "write the decimal mark as '.'",
+        "line 3: received_on: '2026-02-29T06:00:00' has an impossible date: February 2026 has 28 days",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert_eq!(d.count("SELECT count(*) FROM charges").await, 0);
+}
+
+#[tokio::test]
+async fn an_empty_csv_gets_one_clear_line() {
+    let d = Dir::new();
+    d.setup();
+    for content in ["", "\n\n"] {
+        let file = d.write("empty.csv", content);
+        let err = one_line_failure(&d.run(&["charges", "import", file.to_str().unwrap()]));
+        assert!(
+            err.contains("empty.csv is empty: it needs a header row"),
+            "{err}"
+        );
+        assert!(
+            err.contains("operator,billing_system_customer_identifier"),
+            "{err}"
+        );
+    }
+    assert_eq!(d.count("SELECT count(*) FROM charges").await, 0);
+}
+
+#[tokio::test]
+async fn a_long_report_lists_twenty_problems_and_counts_the_rest() {
+    let d = Dir::new();
+    d.setup();
+    let mut csv = String::from(
+        "operator,billing_system_customer_identifier,amount,currency,paid_through_date\n",
+    );
+    for i in 0..100 {
+        csv.push_str(&format!("pci,c{i},x,EUR,2026-12-31\n"));
+    }
+    let file = d.write("bad.csv", &csv);
+    let err = fails(&d.run(&["charges", "import", file.to_str().unwrap()]));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 22, "{err}");
+    assert!(lines[0].starts_with("line 2: amount: 'x'"), "{err}");
+    assert_eq!(lines[20], "... and 80 more problem(s)");
+    assert!(
+        lines[21].contains("100 problem(s); nothing was imported"),
+        "{err}"
+    );
+    assert_eq!(d.count("SELECT count(*) FROM charges").await, 0);
+}
+
+#[tokio::test]
+async fn the_progress_bars_start_empty_and_count_in_units_people_read() {
+    let d = Dir::new();
+    d.setup();
+    let mut csv = String::from(
+        "operator,billing_system_customer_identifier,amount,currency,paid_through_date\n",
+    );
+    for i in 0..4000 {
+        csv.push_str(&format!("pci,customer-{i:06},9.99,EUR,2026-12-31\n"));
+    }
+    let file = d.write("large.csv", &csv);
+    let Some((shown, code)) =
+        on_a_terminal(&d, &["charges", "import", file.to_str().unwrap()], &[])
+    else {
+        eprintln!("SKIPPED: no util-linux 'script' to run a terminal");
+        return;
+    };
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("imported 4000 charge(s)"), "{shown}");
+    // Each redraw starts with a carriage return or an erase-line sequence.
+    let frames: Vec<&str> = shown
+        .split(['\r', '\n', '\u{1b}'])
+        .filter(|f| f.contains('['))
+        .collect();
+    for message in ["checking", "importing"] {
+        let first = frames
+            .iter()
+            .find(|f| f.contains(message))
+            .unwrap_or_else(|| panic!("no {message} bar in {shown:?}"));
+        assert!(
+            !first.contains("=]") && !first.contains(">]"),
+            "full first frame: {first}"
+        );
+    }
+    let checking = frames.iter().find(|f| f.contains("checking")).unwrap();
+    assert!(
+        checking.contains(" B/") && checking.contains("KiB"),
+        "{checking}"
+    );
+    let importing = frames.iter().find(|f| f.contains("importing")).unwrap();
+    assert!(importing.contains("/4,000 rows"), "{importing}");
+    assert_eq!(d.count("SELECT count(*) FROM charges").await, 4000);
 }
