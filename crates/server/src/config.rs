@@ -141,19 +141,17 @@ impl Settings {
 
     fn validate(&self) -> Result<(), String> {
         chargegate_store::DatabaseUrl::parse(&self.database_url).map_err(|e| e.to_string())?;
-        self.listen.parse::<SocketAddr>().map_err(|_| {
-            format!(
-                "listen '{}' is not an address like 127.0.0.1:8080",
+        if !is_listen_address(&self.listen) {
+            return Err(format!(
+                "listen '{}' is not an address like 127.0.0.1:8080 or localhost:8080",
                 self.listen
-            )
-        })?;
-        if !self.metrics_listen.is_empty() {
-            self.metrics_listen.parse::<SocketAddr>().map_err(|_| {
-                format!(
-                    "metrics_listen '{}' is not an address like 127.0.0.1:9090",
-                    self.metrics_listen
-                )
-            })?;
+            ));
+        }
+        if !self.metrics_listen.is_empty() && !is_listen_address(&self.metrics_listen) {
+            return Err(format!(
+                "metrics_listen '{}' is not an address like 127.0.0.1:9090 or localhost:9090",
+                self.metrics_listen
+            ));
         }
         if self.token_ttl < 1 {
             return Err(format!(
@@ -177,6 +175,22 @@ impl Settings {
             .map_err(|e| format!("log filter '{}' is not valid: {e}", self.log))?;
         Ok(())
     }
+}
+
+/// `IP:PORT` or `HOST:PORT`. A host name is resolved when the server binds (and a name
+/// that does not resolve is reported then), so `localhost:8080` works as people expect.
+fn is_listen_address(text: &str) -> bool {
+    if text.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok()
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
 }
 
 /// Settings that hold whole numbers.

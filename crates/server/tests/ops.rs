@@ -231,6 +231,14 @@ async fn json_logs_have_one_line_per_request_with_its_id_and_never_a_secret() {
         line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
         "{line}"
     );
+    // Rounded to the microsecond: no 0.20502599999999999.
+    let written = line["latency_ms"].to_string();
+    assert!(
+        written
+            .split_once('.')
+            .is_none_or(|(_, decimals)| decimals.len() <= 3),
+        "{written}"
+    );
     assert_eq!(
         line["span"]["route"],
         format!("{V2}/netflix/charges/decline")

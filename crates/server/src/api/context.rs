@@ -71,7 +71,8 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: 
     span.in_scope(|| {
         tracing::info!(
             status,
-            latency_ms = latency.as_secs_f64() * 1000.0,
+            // Microsecond precision: 0.205, not 0.20502599999999999.
+            latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3,
             "request finished"
         );
     });

@@ -201,3 +201,35 @@ fn text_settings_stay_text_when_the_environment_holds_digits() {
     in_words(&err);
     assert!(err.contains("listen '8080'"), "{err}");
 }
+
+#[test]
+fn listen_addresses_may_name_a_host() {
+    for good in [
+        "localhost:8080",
+        "127.0.0.1:0",
+        "[::1]:8080",
+        "api.example.internal:443",
+    ] {
+        let vars = env(&[
+            ("CHARGEGATE_LISTEN", good),
+            ("CHARGEGATE_METRICS_LISTEN", good),
+        ]);
+        let s = Settings::load(None, &vars, &FlagOverrides::default()).expect(good);
+        assert_eq!(s.listen, good);
+    }
+    for bad in [
+        "localhost",
+        "localhost:http",
+        ":8080",
+        "local host:80",
+        "127.0.0.1:99999",
+    ] {
+        let err = Settings::load(
+            None,
+            &env(&[("CHARGEGATE_LISTEN", bad)]),
+            &FlagOverrides::default(),
+        )
+        .expect_err(bad);
+        assert!(err.contains(&format!("listen '{bad}'")), "{err}");
+    }
+}
