@@ -1,6 +1,6 @@
 //! The `chargegate` command line.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use chargegate_core::store::{LoginPolicy, NewOperator, NewUser, StoreError};
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::{Database, Store};
 use chargegate_store::{DatabaseUrl, SqliteStore, StoreOptions};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::app::{self, AppState, AuthSettings};
@@ -23,13 +23,13 @@ use crate::{csv_import, demo, telemetry};
 #[derive(Debug, Parser)]
 #[command(
     name = "chargegate",
-    version,
+    version = crate::build::LONG_VERSION,
     about = "A self-hosted, CRM.COM-compatible server for operators' Netflix charges",
     propagate_version = true
 )]
 struct Cli {
-    /// Database URL: sqlite://PATH (default sqlite://chargegate.db) or postgres://…
-    /// [env: CHARGEGATE_DATABASE_URL]
+    /// Database URL: sqlite://PATH (a relative PATH is relative to the working directory;
+    /// default sqlite://chargegate.db) or postgres://USER@HOST/DB [env: CHARGEGATE_DATABASE_URL]
     #[arg(long, global = true, value_name = "URL")]
     database: Option<String>,
 
@@ -85,6 +85,15 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// For example: chargegate completions bash > /etc/bash_completion.d/chargegate
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. chargegate manpage > chargegate.1
+    Manpage,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,9 +145,30 @@ enum ConfigCommand {
     Example,
 }
 
+/// The command line's definition, as completions and the manual page describe it.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// The definition with `--database`'s help naming the file the default means in this
+/// directory: a relative path is relative to wherever a command runs.
+fn command_here() -> clap::Command {
+    let default = Settings::default().database_url;
+    let here = database_label(&default);
+    command().mut_arg("database", |arg| {
+        arg.help(format!(
+            "Database URL: sqlite://PATH or postgres://USER@HOST/DB [env: CHARGEGATE_DATABASE_URL] \
+             [default: {default}, here {here}]"
+        ))
+    })
+}
+
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = command_here()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -164,7 +194,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
         }
         _ => {
-            eprintln!("chargegate: {}", one_line(&e.render().to_string()));
+            let args: Vec<String> = std::env::args().collect();
+            let command = subcommand_named(&args);
+            eprintln!(
+                "chargegate: {}",
+                one_line(&e.render().to_string(), &command)
+            );
             ExitCode::from(2)
         }
     }
@@ -172,11 +207,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
 
 /// Clap's usage error on one line, keeping what matters: the problem with the list it
 /// introduces (the missing arguments, the possible values), the "did you mean" tip, and a
-/// pointer to the help of the subcommand named in the usage.
-fn one_line(rendered: &str) -> String {
+/// pointer to the help of `command`, the subcommand at fault.
+fn one_line(rendered: &str, command: &str) -> String {
     // Each part is a line of the message with the indented lines that continue it.
     let mut parts: Vec<(String, Vec<String>)> = Vec::new();
-    let mut command = "chargegate".to_owned();
     let mut in_usage = false;
     for line in rendered.lines() {
         let text = line.trim();
@@ -184,13 +218,8 @@ fn one_line(rendered: &str) -> String {
             in_usage = false;
             continue;
         }
-        if let Some(usage) = text.strip_prefix("Usage:") {
+        if text.starts_with("Usage:") {
             in_usage = true;
-            command = usage
-                .split_whitespace()
-                .take_while(|word| !word.starts_with(['-', '<', '[']))
-                .collect::<Vec<_>>()
-                .join(" ");
             continue;
         }
         if in_usage || text.starts_with("For more information") {
@@ -221,10 +250,62 @@ fn one_line(rendered: &str) -> String {
     format!("{problem} (see '{command} --help')")
 }
 
+/// The subcommand the arguments name, e.g. `chargegate operator add`: the words that are
+/// subcommands, in order, skipping options and their values.
+fn subcommand_named(args: &[String]) -> String {
+    let root = command();
+    let mut current = &root;
+    let mut path = vec![root.get_name().to_owned()];
+    let mut words = args.iter().skip(1);
+    while let Some(word) = words.next() {
+        if let Some(flag) = word.strip_prefix("--") {
+            let takes_value = !flag.contains('=')
+                && current
+                    .get_arguments()
+                    .chain(root.get_arguments())
+                    .any(|a| a.get_long() == Some(flag) && a.get_action().takes_values());
+            if takes_value {
+                words.next();
+            }
+            continue;
+        }
+        if word.starts_with('-') {
+            continue;
+        }
+        match current.find_subcommand(word) {
+            Some(sub) => {
+                path.push(sub.get_name().to_owned());
+                current = sub;
+            }
+            None => break,
+        }
+    }
+    path.join(" ")
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Config(ConfigCommand::Example) = cli.command {
-        print!("{}", crate::config::example());
-        return Ok(());
+    // Commands that print documents: no settings, no database.
+    match cli.command {
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", crate::config::example());
+            return Ok(());
+        }
+        Command::Completions { shell } => {
+            // Into memory first: the generator panics when it cannot write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "chargegate", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .context("cannot write the completion script")?;
+            return Ok(());
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the manual page")?;
+            return Ok(());
+        }
+        _ => {}
     }
     let flags = FlagOverrides {
         database_url: cli.database.clone(),
@@ -254,7 +335,10 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Serve { demo, .. } => serve(settings, demo).await,
         Command::Migrate => {
             open_store(&settings).await?.close().await;
-            println!("database is up to date");
+            println!(
+                "database {} is up to date",
+                database_label(&settings.database_url)
+            );
             Ok(())
         }
         Command::Operator(OperatorCommand::Add {
@@ -266,7 +350,9 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             user_add(&settings, &username, &operator).await
         }
         Command::Charges(ChargesCommand::Import { file }) => charges_import(&settings, &file).await,
-        Command::Config(ConfigCommand::Example) => Ok(()),
+        Command::Config(ConfigCommand::Example)
+        | Command::Completions { .. }
+        | Command::Manpage => Ok(()),
         Command::Backup { path } => backup(&settings, &path).await,
         Command::Db(DbCommand::Copy { to }) => db_copy(&settings, &to).await,
     }
@@ -349,6 +435,15 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
 }
 
 async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
+    // First, which build on which database: a relative path names a different file in
+    // every directory.
+    tracing::info!(
+        version = crate::build::VERSION,
+        commit = crate::build::COMMIT,
+        built = crate::build::DATE,
+        database = %database_label(&settings.database_url),
+        "chargegate starting"
+    );
     let store = open_store(&settings).await?;
     if with_demo {
         // The store's own view of emptiness is an admin read of its own (db copy's).
@@ -499,8 +594,11 @@ async fn operator_add(
         .map_err(conflict_as_message)?;
     store.close().await;
     println!(
-        "created operator {} ({}, local currency {})",
-        operator.code, operator.name, operator.local_currency
+        "created operator {} ({}, local currency {}) in {}",
+        operator.code,
+        operator.name,
+        operator.local_currency,
+        database_label(&settings.database_url)
     );
     Ok(())
 }
@@ -527,7 +625,10 @@ async fn user_add(settings: &Settings, username: &str, operator: &str) -> anyhow
         .await
         .map_err(conflict_as_message)?;
     store.close().await;
-    println!("created user {username} of operator {code}");
+    println!(
+        "created user {username} of operator {code} in {}",
+        database_label(&settings.database_url)
+    );
     Ok(())
 }
 
@@ -637,8 +738,10 @@ async fn charges_import(settings: &Settings, file: &Path) -> anyhow::Result<()> 
     match imported {
         Ok(summary) => {
             println!(
-                "imported {} charge(s), skipped {} already present",
-                summary.added, summary.skipped
+                "imported {} charge(s), skipped {} already present, in {}",
+                summary.added,
+                summary.skipped,
+                database_label(&settings.database_url)
             );
             Ok(())
         }

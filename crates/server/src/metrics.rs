@@ -20,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -129,6 +130,17 @@ impl Metrics {
             "Logins refused because the organisation+username is locked out after too many \
              failures (TOO_MANY_REQUESTS)",
             metrics.login_lockouts.clone(),
+        );
+        // Constant 1, its labels telling which build answers: dashboards can show versions
+        // across servers and alert on a mix.
+        registry.register(
+            "build",
+            "The chargegate build: version, commit and build date",
+            Info::new(vec![
+                ("version", crate::build::VERSION),
+                ("commit", crate::build::COMMIT),
+                ("built", crate::build::DATE),
+            ]),
         );
         // Every method and outcome from zero, so rates and alerts see the series before
         // the first occurrence.
@@ -251,6 +263,18 @@ mod tests {
             }
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn the_build_is_exposed_as_build_info() {
+        let text = Metrics::new().render().expect("renders");
+        let series = format!(
+            "chargegate_build_info{{version=\"{}\",commit=\"{}\",built=\"{}\"}} 1",
+            crate::build::VERSION,
+            crate::build::COMMIT,
+            crate::build::DATE
+        );
+        assert!(text.lines().any(|l| l == series), "{series} in\n{text}");
     }
 
     #[test]

@@ -774,3 +774,91 @@ async fn the_progress_bars_start_empty_and_count_in_units_people_read() {
     assert!(importing.contains("/4,000 rows"), "{importing}");
     assert_eq!(d.count("SELECT count(*) FROM charges").await, 4000);
 }
+
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let d = Dir::new();
+    let out = ok(&d.run(&["--version"]));
+    let rest = out
+        .trim_end()
+        .strip_prefix(&format!(
+            "chargegate {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .unwrap_or_else(|| panic!("{out}"));
+    let (commit, built) = rest
+        .strip_suffix(')')
+        .and_then(|r| r.split_once(", built "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{out}"
+    );
+    assert!(chargegate_core::clock::Date::parse(built).is_ok(), "{out}");
+}
+
+#[test]
+fn help_and_the_first_log_line_name_the_database_file_absolutely() {
+    let d = Dir::new();
+    // The default, relative URL: what a new user runs.
+    let mut command = d.command(&["--help"]);
+    command.env_remove("CHARGEGATE_DATABASE_URL");
+    let help = String::from_utf8(command.output().unwrap().stdout).unwrap();
+    let file = d.path("chargegate.db");
+    let here = format!("sqlite://{}", file.display());
+    assert!(help.contains(&here), "{here} in {help}");
+
+    let mut command = d.command(&["serve", "--listen", "localhost:0"]);
+    command
+        .env_remove("CHARGEGATE_DATABASE_URL")
+        .env("CHARGEGATE_LOG", "info")
+        .env("CHARGEGATE_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut read_line = || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut log, &mut line).unwrap();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap_or_else(|_| panic!("{line}"))
+    };
+    let first = read_line();
+    let serving = read_line();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first["message"], "chargegate starting", "{first}");
+    assert_eq!(first["version"], env!("CARGO_PKG_VERSION"), "{first}");
+    assert_eq!(
+        first["database"],
+        format!("sqlite://{}", file.display()),
+        "{first}"
+    );
+    // localhost is resolved, not refused.
+    assert_eq!(serving["message"], "chargegate serving", "{serving}");
+    let address = serving["address"].as_str().unwrap();
+    assert!(
+        address.starts_with("127.0.0.1:") || address.starts_with("[::1]:"),
+        "{serving}"
+    );
+}
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_definition() {
+    let d = Dir::new();
+    for (shell, marker) in [
+        ("bash", "_chargegate()"),
+        ("zsh", "#compdef chargegate"),
+        ("fish", "complete -c chargegate"),
+    ] {
+        let script = ok(&d.run(&["completions", shell]));
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("import"), "{shell} completes subcommands");
+    }
+    let page = ok(&d.run(&["manpage"]));
+    assert!(page.contains(".TH chargegate 1"), "{page}");
+    assert!(
+        page.contains("serve") && page.contains("database"),
+        "{page}"
+    );
+    assert!(!d.path("chargegate.db").exists(), "no database is involved");
+}
