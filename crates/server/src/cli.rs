@@ -194,7 +194,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
         }
         _ => {
-            let args: Vec<String> = std::env::args().collect();
+            // args_os: a file name that is not UTF-8 must not make this path panic.
+            let args: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
             let command = subcommand_named(&args);
             eprintln!(
                 "chargegate: {}",
@@ -785,4 +788,53 @@ async fn db_copy(settings: &Settings, to: &str) -> anyhow::Result<()> {
         chargegate_store::redact(to)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_subcommand_at_fault_is_found_past_options_and_their_values() {
+        for (line, named) in [
+            ("chargegate operator add pci", "chargegate operator add"),
+            (
+                "chargegate --database serve migrate --x",
+                "chargegate migrate",
+            ),
+            ("chargegate --database=x.db user add", "chargegate user add"),
+            ("chargegate serv", "chargegate"),
+            (
+                "chargegate -h charges import a b",
+                "chargegate charges import",
+            ),
+        ] {
+            assert_eq!(subcommand_named(&args(line)), named, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_usage_error_keeps_its_list_and_tip_on_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  \
+                        --name <NAME>\n  --local-currency <CUR>\n\nUsage: chargegate operator \
+                        add --name <NAME> --local-currency <CUR> <CODE>\n\nFor more \
+                        information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered, "chargegate operator add"),
+            "the following required arguments were not provided: --name <NAME>, \
+             --local-currency <CUR> (see 'chargegate operator add --help')"
+        );
+        let rendered = "error: unexpected argument '--listn' found\n\n  tip: a similar \
+                        argument exists: '--listen'\n\nUsage: chargegate serve --listen \
+                        <ADDR>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered, "chargegate serve"),
+            "unexpected argument '--listn' found; tip: a similar argument exists: \
+             '--listen' (see 'chargegate serve --help')"
+        );
+    }
 }

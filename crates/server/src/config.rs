@@ -120,11 +120,15 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        // Variables for the test harness (CHARGEGATE_TEST_*) are not the server's.
+        // Variables for the test harness (CHARGEGATE_TEST_*) and the build
+        // (CHARGEGATE_BUILD_*, which `cargo run` also passes to the program) are not the
+        // server's.
         let vars = EnvVars(
             env.iter()
                 .filter_map(|(k, v)| Some((k.strip_prefix("CHARGEGATE_")?, v)))
-                .filter(|(k, _)| !NOT_SETTINGS.contains(k) && !k.starts_with("TEST_"))
+                .filter(|(k, _)| {
+                    !NOT_SETTINGS.contains(k) && !k.starts_with("TEST_") && !k.starts_with("BUILD_")
+                })
                 .map(|(k, v)| {
                     let key = k.to_ascii_lowercase();
                     let value = env_value(&key, v);

@@ -65,10 +65,13 @@ fn unknown_keys_and_variables_are_reported_by_name() {
 }
 
 #[test]
-fn the_config_variable_and_test_variables_are_not_settings() {
+fn the_config_test_and_build_variables_are_not_settings() {
     let vars = env(&[
         ("CHARGEGATE_CONFIG", "/nowhere.toml"),
         ("CHARGEGATE_TEST_POSTGRES_URL", "postgres://x@y/z"),
+        // Set by the build script, and passed to the program by `cargo run`.
+        ("CHARGEGATE_BUILD_COMMIT", "1a2b3c4d5e6f"),
+        ("CHARGEGATE_BUILD_DATE", "2026-11-26"),
         ("OTHER_THING", "1"),
     ]);
     assert!(Settings::load(None, &vars, &FlagOverrides::default()).is_ok());
