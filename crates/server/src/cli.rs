@@ -784,8 +784,8 @@ async fn db_copy(settings: &Settings, to: &str) -> anyhow::Result<()> {
     }
     println!(
         "copied {} into {}",
-        chargegate_store::redact(&settings.database_url),
-        chargegate_store::redact(to)
+        database_label(&settings.database_url),
+        database_label(to)
     );
     Ok(())
 }
