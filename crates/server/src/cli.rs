@@ -447,18 +447,19 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         database = %database_label(&settings.database_url),
         "chargegate starting"
     );
+    // Whether the database holds anything is an admin read that only `db copy`'s opening
+    // offers (the serving store has no such method); done before the server's own store
+    // opens, so the two never hold the database at once.
+    let empty = if with_demo {
+        let url = DatabaseUrl::parse(&settings.database_url)?;
+        chargegate_store::copy::is_empty(&url, &store_options(&settings))
+            .await
+            .map_err(|e| naming_the_database(e, &settings.database_url, "cannot read database"))?
+    } else {
+        false
+    };
     let store = open_store(&settings).await?;
     if with_demo {
-        // The store's own view of emptiness is an admin read of its own (db copy's).
-        let url = DatabaseUrl::parse(&settings.database_url)?;
-        let empty = chargegate_store::copy::is_empty(&url, &store_options(&settings))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot read database {}",
-                    database_label(&settings.database_url)
-                )
-            })?;
         let prepared = demo::prepare(store.as_ref(), empty).await;
         if let Err(e) = prepared {
             store.close().await;
