@@ -286,27 +286,36 @@ fn subcommand_named(args: &[String]) -> String {
     path.join(" ")
 }
 
+/// Writes a document to standard output. A reader that stops early (`| head`) is not an
+/// error worth a message.
+fn print_document(document: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(document).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow!(e).context("cannot write to standard output"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     // Commands that print documents: no settings, no database.
     match cli.command {
         Command::Config(ConfigCommand::Example) => {
-            print!("{}", crate::config::example());
-            return Ok(());
+            return print_document(crate::config::example().as_bytes());
         }
         Command::Completions { shell } => {
             // Into memory first: the generator panics when it cannot write.
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut command(), "chargegate", &mut script);
-            std::io::stdout()
-                .write_all(&script)
-                .context("cannot write the completion script")?;
-            return Ok(());
+            return print_document(&script);
         }
         Command::Manpage => {
+            let mut page = Vec::new();
             clap_mangen::Man::new(command())
-                .render(&mut std::io::stdout())
-                .context("cannot write the manual page")?;
-            return Ok(());
+                .render(&mut page)
+                .context("cannot render the manual page")?;
+            return print_document(&page);
         }
         _ => {}
     }
