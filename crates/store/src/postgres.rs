@@ -523,9 +523,53 @@ async fn read_snapshot(
     Ok((snapshot, xid))
 }
 
-/// Executes a batch's plan with three set-based statements: the conditional status
-/// update (which must change every planned charge, else the attempt starts over), the
-/// decision or acknowledgement rows, and the history rows.
+/// A decision's writes in one statement (one round trip): the conditional status update,
+/// the decision rows and the history rows, all from the plan's arrays. `$1` ids, `$2`
+/// from-statuses, `$3` to-statuses, `$4` references, `$5` the time, `$6` operator, `$7`
+/// method, `$8` user, `$9` request id. Answers how many charges changed.
+macro_rules! decide_sql {
+    ($status:literal, $stamp:literal) => {
+        concat!(
+            "WITH plan AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) \
+                  AS p(id, from_status, to_status, reference)), \
+             changed AS (UPDATE charges c SET status = '",
+            $status,
+            "', ",
+            $stamp,
+            " = $5 FROM plan WHERE c.id = plan.id AND c.status = plan.from_status \
+                  RETURNING c.id), \
+             recorded AS (INSERT INTO decisions (charge_id, operator_id, method, \
+                  reference_number, user_id, decided_on, request_id) \
+                  SELECT id, $6, $7, reference, $8, $5, $9 FROM plan), \
+             history AS (INSERT INTO charge_history (charge_id, event, from_status, to_status, \
+                  at, user_id, request_id, reference_number) \
+                  SELECT id, $7, from_status, to_status, $5, $8, $9, reference FROM plan) \
+             SELECT count(*) FROM changed"
+        )
+    };
+}
+
+const ACCEPT_SQL: &str = decide_sql!("APPROVED", "set_as_approved_on");
+const DECLINE_SQL: &str = decide_sql!("DECLINED", "set_as_declined_on");
+
+/// An acknowledgement's writes in one statement, with the same parameters as
+/// [`DECLINE_SQL`]: the charge keeps its status and records it as acknowledged.
+const ACKNOWLEDGE_SQL: &str = "WITH plan AS (SELECT * FROM unnest($1::bigint[], $2::text[], \
+          $3::text[], $4::text[]) AS p(id, from_status, to_status, reference)), \
+     changed AS (UPDATE charges c SET acknowledged_status = c.status, acknowledged_on = $5, \
+          acknowledged_reference_number = plan.reference \
+          FROM plan WHERE c.id = plan.id AND c.status = plan.from_status RETURNING c.id), \
+     recorded AS (INSERT INTO acknowledgements (charge_id, operator_id, status, \
+          reference_number, user_id, acknowledged_on, request_id) \
+          SELECT id, $6, from_status, reference, $8, $5, $9 FROM plan), \
+     history AS (INSERT INTO charge_history (charge_id, event, from_status, to_status, at, \
+          user_id, request_id, reference_number) \
+          SELECT id, $7, from_status, to_status, $5, $8, $9, reference FROM plan) \
+     SELECT count(*) FROM changed";
+
+/// Executes a batch's plan in one statement. Every planned charge must still be in the
+/// status it was judged in (the row locks make sure of it); should one not be, the attempt
+/// starts over and nothing of it is kept.
 async fn write_plan(
     conn: &mut PgConnection,
     batch: &Batch,
@@ -534,7 +578,6 @@ async fn write_plan(
     if changes.is_empty() {
         return Ok(());
     }
-    let at = batch.at.unix();
     let ids: Vec<i64> = changes.iter().map(|c| c.charge_id).collect();
     let from: Vec<&str> = changes.iter().map(|c| c.from.as_str()).collect();
     let to: Vec<&str> = changes.iter().map(|c| c.to.as_str()).collect();
@@ -542,34 +585,24 @@ async fn write_plan(
         .iter()
         .map(|c| c.reference.as_ref().map(|r| r.as_str()))
         .collect();
-    let update = match batch.method {
-        Method::Accept => sqlx::query(
-            "UPDATE charges c SET status = 'APPROVED', set_as_approved_on = $2 \
-             FROM unnest($1::bigint[], $3::text[]) AS u(id, from_status) \
-             WHERE c.id = u.id AND c.status = u.from_status",
-        ),
-        Method::Decline => sqlx::query(
-            "UPDATE charges c SET status = 'DECLINED', set_as_declined_on = $2 \
-             FROM unnest($1::bigint[], $3::text[]) AS u(id, from_status) \
-             WHERE c.id = u.id AND c.status = u.from_status",
-        ),
-        Method::Acknowledge => sqlx::query(
-            "UPDATE charges c SET acknowledged_status = c.status, acknowledged_on = $2, \
-                    acknowledged_reference_number = u.reference \
-             FROM unnest($1::bigint[], $3::text[], $4::text[]) AS u(id, from_status, reference) \
-             WHERE c.id = u.id AND c.status = u.from_status",
-        )
+    let sql = match batch.method {
+        Method::Accept => ACCEPT_SQL,
+        Method::Decline => DECLINE_SQL,
+        Method::Acknowledge => ACKNOWLEDGE_SQL,
+    };
+    let changed: i64 = sqlx::query_scalar(sql)
         .bind(&ids)
-        .bind(at)
         .bind(&from)
-        .bind(&references),
-    };
-    let update = match batch.method {
-        Method::Acknowledge => update,
-        _ => update.bind(&ids).bind(at).bind(&from),
-    };
-    let changed = update.execute(&mut *conn).await?.rows_affected();
-    if changed != changes.len() as u64 {
+        .bind(&to)
+        .bind(&references)
+        .bind(batch.at.unix())
+        .bind(batch.operator_id)
+        .bind(batch.method.as_str())
+        .bind(batch.user_id)
+        .bind(&batch.request_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if changed != changes.len() as i64 {
         // The locks make this impossible; should it happen, start over.
         return Err(Failure::Retry(format!(
             "{} changed {changed} of {} charges",
@@ -577,59 +610,6 @@ async fn write_plan(
             changes.len()
         )));
     }
-    match batch.method {
-        Method::Accept | Method::Decline => {
-            sqlx::query(
-                "INSERT INTO decisions (charge_id, operator_id, method, reference_number, \
-                                        user_id, decided_on, request_id) \
-                 SELECT u.id, $2, $3, u.reference, $4, $5, $6 \
-                 FROM unnest($1::bigint[], $7::text[]) AS u(id, reference)",
-            )
-            .bind(&ids)
-            .bind(batch.operator_id)
-            .bind(batch.method.as_str())
-            .bind(batch.user_id)
-            .bind(at)
-            .bind(&batch.request_id)
-            .bind(&references)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Method::Acknowledge => {
-            sqlx::query(
-                "INSERT INTO acknowledgements (charge_id, operator_id, status, reference_number, \
-                                               user_id, acknowledged_on, request_id) \
-                 SELECT u.id, $2, u.status, u.reference, $3, $4, $5 \
-                 FROM unnest($1::bigint[], $6::text[], $7::text[]) AS u(id, status, reference)",
-            )
-            .bind(&ids)
-            .bind(batch.operator_id)
-            .bind(batch.user_id)
-            .bind(at)
-            .bind(&batch.request_id)
-            .bind(&from)
-            .bind(&references)
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
-    sqlx::query(
-        "INSERT INTO charge_history (charge_id, event, from_status, to_status, at, user_id, \
-                                     request_id, reference_number) \
-         SELECT u.id, $2, u.from_status, u.to_status, $3, $4, $5, u.reference \
-         FROM unnest($1::bigint[], $6::text[], $7::text[], $8::text[]) \
-              AS u(id, from_status, to_status, reference)",
-    )
-    .bind(&ids)
-    .bind(batch.method.as_str())
-    .bind(at)
-    .bind(batch.user_id)
-    .bind(&batch.request_id)
-    .bind(&from)
-    .bind(&to)
-    .bind(&references)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 
