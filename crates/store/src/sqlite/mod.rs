@@ -120,7 +120,16 @@ impl SqliteStore {
     pub async fn open(path: &Path, options: &StoreOptions) -> StoreResult<Self> {
         let busy_timeout = options.acquire_timeout;
         let cannot_open = |e: rusqlite::Error| {
-            let reason = from_sqlite(e).into_message();
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let reason = match parent {
+                Some(dir) if !dir.is_dir() => {
+                    format!("its directory {} does not exist", dir.display())
+                }
+                // SQLite's own message repeats the path; say it once.
+                _ => from_sqlite(e)
+                    .into_message()
+                    .replace(&format!(": {}", path.display()), ""),
+            };
             StoreError::Unavailable(format!(
                 "cannot open SQLite database {}: {reason}",
                 path.display()
