@@ -203,34 +203,11 @@ fn report(f: &Figures, unloaded: &[Duration], open: &[Duration], half: f64, call
         ms(p99),
         ms(p99) / ms(p50)
     );
-    println!(
-        "\nper round (calls/s): raw {:?}",
-        f.raw
-            .iter()
-            .map(|r| r.per_second as u64)
-            .collect::<Vec<_>>()
-    );
-    println!(
-        "raw x8 {:?}",
-        f.raw_group
-            .iter()
-            .map(|r| r.per_second as u64)
-            .collect::<Vec<_>>()
-    );
-    println!(
-        "chargegate 8 {:?}",
-        f.product8
-            .iter()
-            .map(|r| r.per_second as u64)
-            .collect::<Vec<_>>()
-    );
-    println!(
-        "chargegate 64 {:?}",
-        f.product64
-            .iter()
-            .map(|r| r.per_second as u64)
-            .collect::<Vec<_>>()
-    );
+    let rates = |v: &[Rate]| v.iter().map(|r| r.per_second as u64).collect::<Vec<_>>();
+    println!("\nper round (calls/s): raw {:?}", rates(&f.raw));
+    println!("raw x8 {:?}", rates(&f.raw_group));
+    println!("chargegate 8 {:?}", rates(&f.product8));
+    println!("chargegate 64 {:?}", rates(&f.product64));
     println!(
         "list {:?} static {:?}",
         f.list.iter().map(|r| *r as u64).collect::<Vec<_>>(),

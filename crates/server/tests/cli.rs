@@ -872,7 +872,14 @@ fn a_database_in_a_missing_directory_is_refused_in_one_line_naming_the_directory
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("its directory /nonexistent-chargegate-dir does not exist"), "{err}");
-    assert_eq!(err.matches("/nonexistent-chargegate-dir/x.db").count(), 1, "{err}");
+    assert!(
+        err.contains("its directory /nonexistent-chargegate-dir does not exist"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("/nonexistent-chargegate-dir/x.db").count(),
+        1,
+        "{err}"
+    );
     assert!(!std::path::Path::new("/nonexistent-chargegate-dir").exists());
 }

@@ -142,9 +142,9 @@ on_every_backend! {
 
     async fn a_crash_loses_no_answered_decision_and_a_resent_call_is_an_idempotent_replay(backend) {
         let db = TestDb::new(backend).await;
-        let charges: Vec<(String, String)> =
-            (0..2000).map(|i| (format!("K{i:05}"), "c".to_owned())).collect();
-        setup_on(&db.url, &charges);
+        let numbers: Vec<String> = (0..2000).map(|i| format!("K{i:05}")).collect();
+        let charges: Vec<(&str, &str)> = numbers.iter().map(|n| (n.as_str(), "c")).collect();
+        process::setup_database(&db.url, "pw-crash", &charges);
         let mut server = Server::start(process::chargegate(&db.url, &[]), &[], &[]);
         let client = reqwest::Client::new();
         let token = process::billing_token(&client, &server.base, "pw-crash").await;
@@ -286,45 +286,6 @@ async fn schema(db: &TestDb) -> BTreeSet<(String, String)> {
             rows.into_iter().collect()
         }
     }
-}
-
-/// Operator `pci`, user `billing` (password `pw-crash`) and the given PENDING charges,
-/// through the command line.
-fn setup_on(url: &str, charges: &[(String, String)]) {
-    let ok = |args: &[&str], stdin: &str| {
-        let out = process::run(process::chargegate(url, args), stdin);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    ok(
-        &[
-            "operator",
-            "add",
-            "pci",
-            "--name",
-            "PCI",
-            "--local-currency",
-            "EUR",
-        ],
-        "",
-    );
-    ok(
-        &["user", "add", "billing", "--operator", "pci"],
-        "pw-crash\n",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("charges.csv");
-    let mut csv = String::from(
-        "operator,number,billing_system_customer_identifier,amount,currency,paid_through_date\n",
-    );
-    for (n, c) in charges {
-        csv.push_str(&format!("pci,{n},{c},9.99,EUR,2026-12-31\n"));
-    }
-    std::fs::write(&file, csv).unwrap();
-    ok(&["charges", "import", file.to_str().unwrap()], "");
 }
 
 // ---- a full disk -----------------------------------------------------------------------

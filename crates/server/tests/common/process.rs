@@ -101,31 +101,7 @@ impl Workdir {
     /// Operator `pci` with user `billing` (whose password is given), and `PENDING`
     /// charges `(number, customer)` of 9.99 EUR.
     pub fn setup(&self, password: &str, charges: &[(&str, &str)]) {
-        self.ok(
-            &[
-                "operator",
-                "add",
-                "pci",
-                "--name",
-                "PCI",
-                "--local-currency",
-                "EUR",
-            ],
-            "",
-        );
-        self.ok(
-            &["user", "add", "billing", "--operator", "pci"],
-            &format!("{password}\n"),
-        );
-        let mut csv = String::from(
-            "operator,number,billing_system_customer_identifier,amount,currency,paid_through_date\n",
-        );
-        for (number, customer) in charges {
-            csv.push_str(&format!("pci,{number},{customer},9.99,EUR,2026-12-31\n"));
-        }
-        let file = self.path("charges.csv");
-        std::fs::write(&file, csv).unwrap();
-        self.ok(&["charges", "import", file.to_str().unwrap()], "");
+        setup_database(&self.db_url(), password, charges);
     }
 
     /// Starts `serve --listen 127.0.0.1:0 ARGS…` and waits until it listens.
@@ -343,6 +319,45 @@ pub async fn decline(
         &json!({"token": token, "declined_charges_set": items(charges)}),
     )
     .await
+}
+
+/// Through the command line, on the database at `url`: operator `pci`, user `billing`
+/// (whose password is given), and `PENDING` charges `(number, customer)` of 9.99 EUR.
+pub fn setup_database(url: &str, password: &str, charges: &[(&str, &str)]) {
+    let ok = |args: &[&str], stdin: &str| {
+        let out = run(chargegate(url, args), stdin);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(
+        &[
+            "operator",
+            "add",
+            "pci",
+            "--name",
+            "PCI",
+            "--local-currency",
+            "EUR",
+        ],
+        "",
+    );
+    ok(
+        &["user", "add", "billing", "--operator", "pci"],
+        &format!("{password}\n"),
+    );
+    let mut csv = String::from(
+        "operator,number,billing_system_customer_identifier,amount,currency,paid_through_date\n",
+    );
+    for (number, customer) in charges {
+        csv.push_str(&format!("pci,{number},{customer},9.99,EUR,2026-12-31\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("charges.csv");
+    std::fs::write(&file, csv).unwrap();
+    ok(&["charges", "import", file.to_str().unwrap()], "");
 }
 
 /// Runs one query returning an integer against a SQLite file.
