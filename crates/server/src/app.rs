@@ -9,8 +9,10 @@ use chargegate_core::store::LoginPolicy;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::edge::{self, EdgeSettings};
 use crate::metrics::{self, Metrics};
 use crate::passwords::Passwords;
+use crate::ratelimit::OperatorRateLimit;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -22,6 +24,10 @@ pub struct AppState {
     pub auth: AuthSettings,
     /// This server's own counts, served on the metrics listener when there is one.
     pub metrics: Arc<Metrics>,
+    /// Timeouts and limits of the HTTP edge.
+    pub edge: EdgeSettings,
+    /// Requests per second each operator may make.
+    pub rate_limit: Arc<OperatorRateLimit>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,16 +46,16 @@ impl Default for AuthSettings {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then stops accepting and
-/// lets requests in flight finish.
+/// Serves the API on `listener` until `shutdown` completes, then stops accepting, lets
+/// requests in flight finish within the shutdown deadline, and closes the rest.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let edge = state.edge;
+    let metrics = state.metrics.clone();
+    edge::serve(listener, api::router(state), edge, metrics, shutdown).await
 }
 
 /// Serves `GET /metrics` on its own listener until `shutdown` completes.

@@ -18,6 +18,7 @@ use crate::app::{self, AppState, AuthSettings};
 use crate::config::{FlagOverrides, LogFormat, Settings};
 use crate::metrics::Metrics;
 use crate::passwords::{self, Passwords};
+use crate::ratelimit::OperatorRateLimit;
 use crate::{csv_import, demo, telemetry};
 
 #[derive(Debug, Parser)]
@@ -59,6 +60,26 @@ enum Command {
         /// Create, if absent, operator `pci`, user demo/demo and a few PENDING charges.
         #[arg(long)]
         demo: bool,
+        /// Seconds a connection has to send a request head (also the idle keep-alive
+        /// limit). [env: CHARGEGATE_HEADER_TIMEOUT, default 10]
+        #[arg(long, value_name = "SECONDS")]
+        header_timeout: Option<u64>,
+        /// Seconds a request has to send its body. [env: CHARGEGATE_BODY_TIMEOUT,
+        /// default 30]
+        #[arg(long, value_name = "SECONDS")]
+        body_timeout: Option<u64>,
+        /// Connections open at once; more are refused with 503.
+        /// [env: CHARGEGATE_MAX_CONNECTIONS, default 1000]
+        #[arg(long, value_name = "N")]
+        max_connections: Option<u32>,
+        /// Seconds requests in flight may take after SIGTERM before connections are
+        /// closed. [env: CHARGEGATE_SHUTDOWN_TIMEOUT, default 30]
+        #[arg(long, value_name = "SECONDS")]
+        shutdown_timeout: Option<u64>,
+        /// Requests per second per operator; 0 = no limit.
+        /// [env: CHARGEGATE_RATE_LIMIT, default 0]
+        #[arg(long, value_name = "N")]
+        rate_limit: Option<u32>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -330,6 +351,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             _ => None,
         },
         log_format: cli.log_format,
+        ..FlagOverrides::default()
+    };
+    let flags = match &cli.command {
+        Command::Serve {
+            header_timeout,
+            body_timeout,
+            max_connections,
+            shutdown_timeout,
+            rate_limit,
+            ..
+        } => FlagOverrides {
+            header_timeout: *header_timeout,
+            body_timeout: *body_timeout,
+            max_connections: *max_connections,
+            shutdown_timeout: *shutdown_timeout,
+            rate_limit: *rate_limit,
+            ..flags
+        },
+        _ => flags,
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let settings = Settings::load(cli.config.as_deref(), &env, &flags).map_err(|e| anyhow!(e))?;
@@ -430,11 +470,10 @@ fn store_options(settings: &Settings) -> StoreOptions {
 
 /// State for a server over `store` with the given settings.
 pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<AppState> {
-    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
     Ok(AppState {
         store,
         clock: Arc::new(chargegate_core::clock::SystemClock),
-        passwords: Arc::new(Passwords::new(parallelism)?),
+        passwords: Arc::new(Passwords::new(settings.password_checks as usize)?),
         auth: AuthSettings {
             token_ttl_seconds: settings.token_ttl,
             login: LoginPolicy {
@@ -443,6 +482,11 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
             },
         },
         metrics: Arc::new(Metrics::new()),
+        edge: settings.edge(),
+        rate_limit: Arc::new(OperatorRateLimit::new(
+            settings.rate_limit,
+            settings.rate_limit_burst,
+        )),
     })
 }
 

@@ -50,6 +50,26 @@ pub struct Settings {
     /// Seconds to wait for a connection, a lock, or (PostgreSQL) a statement before
     /// answering 503 SERVICE_UNAVAILABLE.
     pub db_timeout: u64,
+    /// Seconds a connection has to send a complete request head, from its accept or from
+    /// the previous response (so also how long an idle kept-alive connection stays).
+    pub header_timeout: u64,
+    /// Seconds a request has to send its whole body, from its head.
+    pub body_timeout: u64,
+    /// Connections open at once; more are answered 503 and closed.
+    pub max_connections: u32,
+    /// Seconds requests in flight may take after a shutdown begins; then every remaining
+    /// connection is closed.
+    pub shutdown_timeout: u64,
+    /// Largest request head (request line and headers) in bytes; larger is 431.
+    pub max_header_bytes: u32,
+    /// Longest request target (path and query) in bytes; longer is 414.
+    pub max_url_bytes: u32,
+    /// Requests per second each operator may make on average; 0 = no limit.
+    pub rate_limit: u32,
+    /// Requests an operator may make at once above the average; 0 = `rate_limit`.
+    pub rate_limit_burst: u32,
+    /// Password checks (Argon2, 19 MiB each) running at once.
+    pub password_checks: u32,
 }
 
 impl Default for Settings {
@@ -65,6 +85,15 @@ impl Default for Settings {
             log: "info".into(),
             db_max_connections: 8,
             db_timeout: 5,
+            header_timeout: 10,
+            body_timeout: 30,
+            max_connections: 1000,
+            shutdown_timeout: 30,
+            max_header_bytes: 16 * 1024,
+            max_url_bytes: 8 * 1024,
+            rate_limit: 0,
+            rate_limit_burst: 0,
+            password_checks: 2,
         }
     }
 }
@@ -85,6 +114,15 @@ impl fmt::Debug for Settings {
             .field("log", &self.log)
             .field("db_max_connections", &self.db_max_connections)
             .field("db_timeout", &self.db_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_url_bytes", &self.max_url_bytes)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("password_checks", &self.password_checks)
             .finish()
     }
 }
@@ -100,6 +138,16 @@ pub struct FlagOverrides {
     pub metrics_listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
 }
 
 /// Environment variables with the prefix that are not settings.
@@ -175,9 +223,48 @@ impl Settings {
         if self.db_timeout < 1 {
             return Err("db_timeout must be at least 1 second".into());
         }
+        for (name, seconds) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+        ] {
+            if seconds < 1 {
+                return Err(format!("{name} must be at least 1 second"));
+            }
+        }
+        if self.max_connections < 1 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if (self.max_header_bytes as usize) < crate::edge::MIN_HEADER_BYTES {
+            return Err(format!(
+                "max_header_bytes must be at least {}",
+                crate::edge::MIN_HEADER_BYTES
+            ));
+        }
+        if self.max_url_bytes < 256 {
+            return Err("max_url_bytes must be at least 256".into());
+        }
+        if self.password_checks < 1 {
+            return Err("password_checks must be at least 1".into());
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| format!("log filter '{}' is not valid: {e}", self.log))?;
         Ok(())
+    }
+}
+
+impl Settings {
+    /// The HTTP edge's limits.
+    pub fn edge(&self) -> crate::edge::EdgeSettings {
+        use std::time::Duration;
+        crate::edge::EdgeSettings {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            max_connections: self.max_connections as usize,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            max_header_bytes: self.max_header_bytes as usize,
+            max_url_bytes: self.max_url_bytes as usize,
+        }
     }
 }
 
@@ -204,6 +291,15 @@ const INTEGER_SETTINGS: &[&str] = &[
     "login_lockout",
     "db_max_connections",
     "db_timeout",
+    "header_timeout",
+    "body_timeout",
+    "max_connections",
+    "shutdown_timeout",
+    "max_header_bytes",
+    "max_url_bytes",
+    "rate_limit",
+    "rate_limit_burst",
+    "password_checks",
 ];
 
 /// Environment values are text; those of whole-number settings are passed as numbers
@@ -400,6 +496,46 @@ db_max_connections = {db_max_connections}
 # Seconds to wait for a connection, a lock, or (PostgreSQL) a statement before answering
 # 503 SERVICE_UNAVAILABLE. Env: CHARGEGATE_DB_TIMEOUT.
 db_timeout = {db_timeout}
+
+# HTTP edge. Seconds a connection has to send a complete request head, counted from its
+# accept or from the previous response, so it is also how long an idle kept-alive
+# connection stays open. Flag: serve --header-timeout. Env: CHARGEGATE_HEADER_TIMEOUT.
+header_timeout = {header_timeout}
+
+# Seconds a request has to send its whole body after its head; past it the request
+# answers 408 REQUEST_TIMEOUT and the connection closes.
+# Flag: serve --body-timeout. Env: CHARGEGATE_BODY_TIMEOUT.
+body_timeout = {body_timeout}
+
+# Connections open at once. More are answered 503 SERVICE_UNAVAILABLE and closed at
+# once; open ones are unaffected. Keep it below the process's descriptor limit
+# (ulimit -n) less db_max_connections and a margin.
+# Flag: serve --max-connections. Env: CHARGEGATE_MAX_CONNECTIONS.
+max_connections = {max_connections}
+
+# Seconds requests in flight may take after SIGTERM/Ctrl-C; then every remaining
+# connection is closed and the server exits.
+# Flag: serve --shutdown-timeout. Env: CHARGEGATE_SHUTDOWN_TIMEOUT.
+shutdown_timeout = {shutdown_timeout}
+
+# Largest request head (request line and headers) in bytes, at least 8192; larger is
+# 431 HEADERS_TOO_LARGE. Env: CHARGEGATE_MAX_HEADER_BYTES.
+max_header_bytes = {max_header_bytes}
+
+# Longest request target (path and query) in bytes; longer is 414 URI_TOO_LONG.
+# Env: CHARGEGATE_MAX_URL_BYTES.
+max_url_bytes = {max_url_bytes}
+
+# Requests per second each operator may make on average (0 = no limit), and how many
+# it may make at once above that (0 = rate_limit). Past it: 429 TOO_MANY_REQUESTS with
+# Retry-After. Flag: serve --rate-limit. Env: CHARGEGATE_RATE_LIMIT,
+# CHARGEGATE_RATE_LIMIT_BURST.
+rate_limit = {rate_limit}
+rate_limit_burst = {rate_limit_burst}
+
+# Password checks (Argon2id, 19 MiB of memory each) running at once; further logins
+# wait. Their memory is allocated once and reused. Env: CHARGEGATE_PASSWORD_CHECKS.
+password_checks = {password_checks}
 "#,
         database_url = d.database_url,
         listen = d.listen,
@@ -410,6 +546,15 @@ db_timeout = {db_timeout}
         log = d.log,
         db_max_connections = d.db_max_connections,
         db_timeout = d.db_timeout,
+        header_timeout = d.header_timeout,
+        body_timeout = d.body_timeout,
+        max_connections = d.max_connections,
+        shutdown_timeout = d.shutdown_timeout,
+        max_header_bytes = d.max_header_bytes,
+        max_url_bytes = d.max_url_bytes,
+        rate_limit = d.rate_limit,
+        rate_limit_burst = d.rate_limit_burst,
+        password_checks = d.password_checks,
     )
 }
 

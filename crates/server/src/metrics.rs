@@ -64,6 +64,16 @@ pub struct Metrics {
     db_transaction: Histograms<OperationLabels>,
     login_failures: Counter,
     login_lockouts: Counter,
+    charge_items_applied: Family<MethodLabels, Counter>,
+    charge_items_replayed: Family<MethodLabels, Counter>,
+    connections_open: Gauge,
+    connections_refused: Counter,
+    rate_limited: Counter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
 }
 
 impl Default for Metrics {
@@ -89,6 +99,11 @@ impl Metrics {
             db_transaction: Family::new_with_constructor(latency_histogram),
             login_failures: Counter::default(),
             login_lockouts: Counter::default(),
+            charge_items_applied: Family::default(),
+            charge_items_replayed: Family::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
+            rate_limited: Counter::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -142,6 +157,32 @@ impl Metrics {
                 ("built", crate::build::DATE),
             ]),
         );
+        registry.register(
+            "charge_items_applied",
+            "Items of accept, decline and acknowledge calls that changed a charge, by method",
+            metrics.charge_items_applied.clone(),
+        );
+        registry.register(
+            "charge_items_replayed",
+            "Items of accept, decline and acknowledge calls that succeeded as idempotent \
+             replays and changed nothing, by method",
+            metrics.charge_items_replayed.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "HTTP connections open on the API listener",
+            metrics.connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "HTTP connections refused because max_connections were open",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by the per-operator rate limit (TOO_MANY_REQUESTS)",
+            metrics.rate_limited.clone(),
+        );
         // Every method and outcome from zero, so rates and alerts see the series before
         // the first occurrence.
         let outcomes = std::iter::once("ok").chain(ItemErrorCode::ALL.iter().map(|c| c.as_str()));
@@ -152,6 +193,11 @@ impl Metrics {
                     outcome,
                 });
             }
+            let labels = MethodLabels {
+                method: method.as_str(),
+            };
+            metrics.charge_items_applied.get_or_create_owned(&labels);
+            metrics.charge_items_replayed.get_or_create_owned(&labels);
         }
         metrics
     }
@@ -178,8 +224,12 @@ impl Metrics {
         InFlight(self.http_in_flight.clone())
     }
 
-    /// The outcome of every item of a batch call.
+    /// The outcome of every item of a batch call; successes also count as applied or as
+    /// replayed (an idempotent repeat that changed nothing).
     pub fn items_judged(&self, method: Method, verdicts: &[Verdict]) {
+        let labels = MethodLabels {
+            method: method.as_str(),
+        };
         for verdict in verdicts {
             self.charge_items
                 .get_or_create(&ItemLabels {
@@ -187,7 +237,30 @@ impl Metrics {
                     outcome: verdict.outcome_label(),
                 })
                 .inc();
+            match verdict {
+                Verdict::Apply { .. } => {
+                    self.charge_items_applied.get_or_create(&labels).inc();
+                }
+                Verdict::AlreadyDone => {
+                    self.charge_items_replayed.get_or_create(&labels).inc();
+                }
+                Verdict::Failed(_) => {}
+            }
         }
+    }
+
+    /// Counts a connection as open until the returned guard is dropped.
+    pub fn connection_opened(&self) -> InFlight {
+        self.connections_open.inc();
+        InFlight(self.connections_open.clone())
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
     }
 
     /// How long a batch call's transaction took, committed or not.
@@ -215,7 +288,7 @@ impl Metrics {
     }
 }
 
-/// Keeps one request counted in `chargegate_http_requests_in_flight`.
+/// Keeps one request (or connection) counted in its gauge until dropped.
 pub struct InFlight(Gauge);
 
 impl Drop for InFlight {

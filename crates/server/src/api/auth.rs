@@ -196,6 +196,18 @@ pub async fn authenticate(state: &AppState, token: &Token) -> Result<Caller, Api
         return Err(ApiError::expired_token());
     }
     tracing::Span::current().record("operator", record.operator_code.as_str());
+    if let Err(wait) = state.rate_limit.check(record.operator_code.as_str()) {
+        state.metrics.rate_limited();
+        // Whole seconds, rounded up: a client that waits that long gets through.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError {
+            retry_after: Some(secs.max(1)),
+            ..ApiError::new(
+                Code::TooManyRequests,
+                "too many requests for this operator; retry after the time in Retry-After",
+            )
+        });
+    }
     Ok(Caller {
         user_id: record.user_id,
         operator_id: record.operator_id,

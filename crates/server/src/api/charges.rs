@@ -186,11 +186,27 @@ async fn batch(
             _ => None,
         })
         .collect();
+    let applied = verdicts
+        .iter()
+        .filter(|v| matches!(v, Verdict::Apply { .. }))
+        .count();
+    let replayed = verdicts
+        .iter()
+        .filter(|v| matches!(v, Verdict::AlreadyDone))
+        .count();
+    // Replays changed nothing: the line says so, rather than counting them as applied.
     tracing::info!(
         method = method.as_str(),
         items = verdicts.len(),
+        applied,
+        replayed,
         failed = failed.len(),
-        "batch applied"
+        "{}",
+        if applied > 0 {
+            "batch applied"
+        } else {
+            "batch changed nothing"
+        }
     );
     let outcome = if failed.is_empty() {
         BatchOutcome::AllSucceeded(Empty {})
@@ -375,6 +391,42 @@ impl Serialize for ChargeView {
     }
 }
 
+/// Largest `offset` of `charges/list` (the databases count rows in signed 64 bits).
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
+
+/// An integer written in plain decimal digits: no sign, no space, no leading zero (other
+/// than `0` itself), no exponent. Anything else is not a number here, so every parser in
+/// front of chargegate reads the same value.
+pub fn plain_integer(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let canonical = text == "0" || !text.starts_with('0');
+    if digits && canonical {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// A client's value, cut short, for a message.
+fn shown(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.chars().count() <= MAX {
+        value.to_owned()
+    } else {
+        value.chars().take(MAX).chain("…".chars()).collect()
+    }
+}
+
+/// The first query parameter given more than once, if any. Every parameter, `token`
+/// included, is read once: a repeat is refused rather than read as the first or the last.
+pub fn repeated_parameter(query: &[(String, String)]) -> Option<&str> {
+    query
+        .iter()
+        .enumerate()
+        .find(|(i, (k, _))| query[..*i].iter().any(|(earlier, _)| earlier == k))
+        .map(|(_, (k, _))| k.as_str())
+}
+
 /// The parameters of `charges/list`, checked.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ListParams {
@@ -405,40 +457,52 @@ pub fn parse_list_params(query: &[(String, String)]) -> Result<ListParams, ApiEr
     };
 
     let limit = mandatory("number_of_results")?;
-    let limit = limit
-        .parse::<u32>()
-        .ok()
+    let limit = plain_integer(limit)
+        .and_then(|n| u32::try_from(n).ok())
         .filter(|n| (1..=MAX_PAGE).contains(n))
         .ok_or_else(|| {
             ApiError::invalid_parameter(
                 "number_of_results",
-                format!("number_of_results must be an integer from 1 to {MAX_PAGE}, not '{limit}'"),
+                format!(
+                    "number_of_results must be an integer from 1 to {MAX_PAGE} in plain \
+                     decimal digits, not '{}'",
+                    shown(limit)
+                ),
             )
         })?;
     let group = mandatory("charge_status")?;
     let group = StatusGroup::parse(group).ok_or_else(|| {
         ApiError::invalid_parameter(
             "charge_status",
-            format!("charge_status must be NOT_PROCESSED or PROCESSED, not '{group}'"),
+            format!(
+                "charge_status must be NOT_PROCESSED or PROCESSED, not '{}'",
+                shown(group)
+            ),
         )
     })?;
     let offset = mandatory("offset")?;
-    let offset = offset
-        .parse::<u64>()
-        .ok()
-        .filter(|n| *n <= i64::MAX as u64)
+    let offset = plain_integer(offset)
+        .filter(|n| *n <= MAX_OFFSET)
         .ok_or_else(|| {
             ApiError::invalid_parameter(
                 "offset",
-                format!("offset must be an integer of at least 0, not '{offset}'"),
+                format!(
+                    "offset must be an integer from 0 to {MAX_OFFSET} in plain decimal \
+                     digits, not '{}'",
+                    shown(offset)
+                ),
             )
         })?;
     // An empty fields_set (a client template with nothing filled in) means all fields.
-    let fields = match get("fields_set")?.map(str::trim).filter(|s| !s.is_empty()) {
+    // Spaces and tabs around names are ignored (and nothing else, so that the pattern the
+    // OpenAPI document gives is exactly what is accepted).
+    let blank = |s: &str| s.trim_matches([' ', '\t']).to_owned();
+    let fields = match get("fields_set")?.map(blank).filter(|s| !s.is_empty()) {
         None => ChargeField::ALL.to_vec(),
         Some(list) => {
             let mut wanted = Vec::new();
-            for name in list.split(',').map(str::trim) {
+            for name in list.split(',').map(blank) {
+                let name = name.as_str();
                 let field = ChargeField::parse(name).ok_or_else(|| {
                     ApiError::invalid_parameter(
                         "fields_set",
@@ -490,6 +554,15 @@ pub async fn list(
     let Query(query) = query.map_err(|_| {
         ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
     })?;
+    if let Some(name) = repeated_parameter(&query) {
+        return Err(ApiError::invalid_parameter(
+            shown(name),
+            format!(
+                "the query parameter '{}' is given more than once",
+                shown(name)
+            ),
+        ));
+    }
     let token = query
         .iter()
         .find(|(k, _)| k == "token")

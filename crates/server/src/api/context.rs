@@ -18,15 +18,30 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Accepts a client's id when it is reasonable to echo and log (1–128 visible ASCII
-/// characters); otherwise the server makes one.
-fn client_request_id(req: &Request) -> Option<String> {
-    let value = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
-    let ok = !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| value.to_owned())
+/// Longest client request id that is echoed.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's request id is safe to echo and to write into log lines as it is:
+/// 1–128 characters, each an ASCII letter or digit, `-`, `_` or `.` (UUIDs, ULIDs, hex
+/// and most tracing ids fit). Quotes, braces, colons, spaces and anything else that could
+/// forge or break a log line are not allowed.
+pub fn is_safe_request_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn new_request_id() -> String {
+/// A client's id when it is safe (see [`is_safe_request_id`]); otherwise the server
+/// makes one.
+fn client_request_id(req: &Request) -> Option<String> {
+    let value = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    is_safe_request_id(value).then(|| value.to_owned())
+}
+
+/// A fresh request id: 128 random bits in hex.
+pub fn new_request_id() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // Not a secret: uniqueness is what matters, and time gives enough of it here.
@@ -77,4 +92,33 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: 
         );
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_ids_are_safe_to_echo() {
+        for ok in [
+            "abc-123",
+            "0f3e.77_A",
+            "550e8400-e29b-41d4-a716-446655440000",
+        ] {
+            assert!(is_safe_request_id(ok), "{ok}");
+        }
+        let long = "a".repeat(MAX_REQUEST_ID + 1);
+        for bad in [
+            "",
+            "a b",
+            "x\"y",
+            "{\"level\":\"ERROR\"}",
+            "a:b",
+            "a=b",
+            "\u{e9}t\u{e9}",
+            long.as_str(),
+        ] {
+            assert!(!is_safe_request_id(bad), "{bad}");
+        }
+    }
 }

@@ -31,8 +31,26 @@ pub struct Status {
 }
 
 /// `{}`: the `data` of a success with nothing to say, and of every error.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct Empty {}
+
+// Described by hand: a derived schema would be any object, so `{"failed_charges_set":
+// […]}` would match both branches of a batch call's `oneOf [Empty, FailedSet]`.
+impl utoipa::PartialSchema for Empty {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(0))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some(
+                "`{}`: the `data` of a success with nothing to say, and of every error.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Empty {}
 
 impl<T: Serialize> Envelope<T> {
     pub fn ok(data: T) -> Self {

@@ -23,10 +23,13 @@ pub enum Code {
     TooManyRequests,
     InternalError,
     ServiceUnavailable,
+    RequestTimeout,
+    UriTooLong,
+    HeadersTooLarge,
 }
 
 impl Code {
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 16] = [
         Code::Ok,
         Code::MalformedRequest,
         Code::InvalidParameter,
@@ -40,6 +43,9 @@ impl Code {
         Code::TooManyRequests,
         Code::InternalError,
         Code::ServiceUnavailable,
+        Code::RequestTimeout,
+        Code::UriTooLong,
+        Code::HeadersTooLarge,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -57,6 +63,9 @@ impl Code {
             Code::TooManyRequests => "TOO_MANY_REQUESTS",
             Code::InternalError => "INTERNAL_ERROR",
             Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Code::RequestTimeout => "REQUEST_TIMEOUT",
+            Code::UriTooLong => "URI_TOO_LONG",
+            Code::HeadersTooLarge => "HEADERS_TOO_LARGE",
         }
     }
 
@@ -75,6 +84,9 @@ impl Code {
             Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Code::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Code::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Code::UriTooLong => StatusCode::URI_TOO_LONG,
+            Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 }
@@ -130,7 +142,7 @@ impl ApiError {
     /// A fault of the server. The cause is logged here, once, inside the request's span
     /// (so with its request id); the client hears only that nothing was applied.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+        tracing::error!(error = %cause.to_string().escape_debug(), "internal error");
         Self::new(
             Code::InternalError,
             "an internal error occurred; nothing was applied",
@@ -138,7 +150,7 @@ impl ApiError {
     }
 
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
-        tracing::warn!(error = %cause, "database unavailable");
+        tracing::warn!(error = %cause.to_string().escape_debug(), "database unavailable");
         ApiError {
             retry_after: Some(1),
             ..Self::new(
@@ -184,6 +196,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.code == Code::RequestTimeout {
+            // The rest of the body may still be on its way: this connection is done.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

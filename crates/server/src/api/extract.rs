@@ -48,8 +48,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         let mut bytes = Vec::new();
         let mut seen: u64 = 0;
         while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+            let frame = frame.map_err(|e| {
+                if timed_out(&e) {
+                    ApiError::new(
+                        Code::RequestTimeout,
+                        "the request body did not arrive in time; nothing was applied",
+                    )
+                } else {
+                    ApiError::malformed("the request body could not be read")
+                }
+            })?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -68,23 +76,123 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// Whether reading a body failed because the body timeout (tower-http's
+/// `RequestBodyTimeoutLayer`, see [`super::router`]) ran out.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Parses a request body as a JSON object.
+///
+/// One reading for every parser: a key that appears twice in one object (at any depth)
+/// makes the body `MALFORMED_REQUEST` rather than letting the last (or first) one win,
+/// and a leading UTF-8 byte-order mark, which some Windows clients write, is skipped.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match serde_json::from_slice::<StrictValue>(bytes) {
+        Ok(StrictValue(Value::Object(map))) => Ok(map),
         Ok(_) => Err(ApiError::malformed(
             "the request body must be a JSON object",
         )),
-        Err(e) if bytes.iter().all(u8::is_ascii_whitespace) => {
-            let _ = e;
-            Err(ApiError::malformed(
-                "the request body is empty; a JSON object is expected",
-            ))
-        }
+        Err(_) if bytes.iter().all(u8::is_ascii_whitespace) => Err(ApiError::malformed(
+            "the request body is empty; a JSON object is expected",
+        )),
+        // The only data error a StrictValue raises is a repeated key; its text names it.
+        Err(e) if e.is_data() => Err(ApiError::malformed(format!(
+            "the request body is not acceptable JSON: {e}"
+        ))),
         Err(e) => Err(ApiError::malformed(format!(
             "the request body is not valid JSON (line {}, column {})",
             e.line(),
             e.column()
         ))),
+    }
+}
+
+/// A JSON value whose objects have distinct keys: deserialising one with a repeated key
+/// fails, where `serde_json::Value` would keep the last.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        use serde::de::Error as _;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                let shown: String = key.chars().take(64).collect();
+                return Err(A::Error::custom(format_args!(
+                    "the key {shown:?} appears more than once in one object"
+                )));
+            }
+            let StrictValue(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -173,6 +281,27 @@ mod tests {
                 .code,
             Code::InvalidToken
         );
+    }
+
+    #[test]
+    fn a_repeated_key_at_any_depth_makes_the_body_malformed() {
+        for body in [
+            &br#"{"token":"a","token":"b"}"#[..],
+            br#"{"s":[{"number":"I1","number":"I2"}]}"#,
+            br#"{"a":{"b":1,"b":1}}"#,
+        ] {
+            let err = parse_object(body).expect_err("repeated key");
+            assert_eq!(err.code, Code::MalformedRequest);
+            assert!(err.message.contains("more than once"), "{}", err.message);
+        }
+        assert!(parse_object(br#"{"a":{"b":1},"c":{"b":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let map = parse_object(b"\xEF\xBB\xBF{\"a\":1}").expect("BOM then object");
+        assert_eq!(map["a"], json!(1));
+        assert!(parse_object(b"{\"a\":1}\xEF\xBB\xBF").is_err());
     }
 
     #[test]

@@ -65,6 +65,8 @@ mod tests {
             passwords: Arc::new(Passwords::new(1).expect("passwords")),
             auth: AuthSettings::default(),
             metrics: Default::default(),
+            edge: Default::default(),
+            rate_limit: Default::default(),
         });
         assert_eq!(probe(&router, "/readyz").await.0, StatusCode::OK);
 

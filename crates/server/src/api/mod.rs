@@ -5,10 +5,13 @@
 
 use std::sync::Arc;
 
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -47,6 +50,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router(state: AppState) -> Router {
+    let edge = state.edge;
     let (api, document) = routes().split_for_parts();
     let document = Arc::new(document);
     api.route(
@@ -64,10 +68,31 @@ pub fn router(state: AppState) -> Router {
     // then tags with the request id and logs like any other response.
     .layer(CatchPanicLayer::custom(panicked))
     .layer(middleware::from_fn_with_state(
+        edge.max_url_bytes,
+        refuse_long_urls,
+    ))
+    // A body must arrive whole within the body timeout; reading it fails otherwise and
+    // the request answers 408 REQUEST_TIMEOUT (see `extract::JsonObject`).
+    .layer(RequestBodyTimeoutLayer::new(edge.body_timeout))
+    .layer(middleware::from_fn_with_state(
         state.metrics.clone(),
         context::track,
     ))
     .with_state(state)
+}
+
+/// `414 URI_TOO_LONG` for a request target (path and query) longer than the limit.
+/// (hyper refuses targets longer than the whole head buffer itself, as `431`.)
+async fn refuse_long_urls(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let length = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if length > max {
+        return ApiError::new(
+            Code::UriTooLong,
+            format!("the request target is longer than {max} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use chargegate_core::batch::ItemErrorCode as ItemCode;
 use chargegate_core::charge::{ChargeField, ChargeStatus, StatusGroup};
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, KnownFormat, RefOr, Required, Response, Schema};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
@@ -49,9 +49,19 @@ as an `Authorization: Bearer` header; when both are present they must be equal. 
 missing, malformed, unknown or released token is `401 INVALID_TOKEN`; a token past its \
 lifetime (two hours from issue by default) is `401 EXPIRED_TOKEN`.
 
-**Requests.** Bodies are parsed as JSON whatever their `Content-Type` says; unknown \
-fields are ignored; bodies over 1 MiB are `413 PAYLOAD_TOO_LARGE`. An unknown path is \
-`404 NOT_FOUND` and a wrong HTTP verb `405 METHOD_NOT_ALLOWED`, in the same envelope.
+**Requests.** Bodies are parsed as JSON whatever their `Content-Type` says (a leading \
+UTF-8 byte-order mark is skipped); unknown fields are ignored; a key repeated in one \
+object is `400 MALFORMED_REQUEST`; bodies over 1 MiB are `413 PAYLOAD_TOO_LARGE`. A \
+query parameter given twice is `400 INVALID_PARAMETER`; integers are plain decimal \
+digits. An unknown path is `404 NOT_FOUND` and a wrong HTTP verb \
+`405 METHOD_NOT_ALLOWED`, in the same envelope.
+
+**Limits.** A request whose head is not valid HTTP/1.1 is `400 MALFORMED_REQUEST`; a \
+request target over the limit (8 KiB by default) is `414 URI_TOO_LONG`; a head over its \
+limit (16 KiB, 100 headers) is `431 HEADERS_TOO_LARGE`; a body that does not arrive in \
+time is `408 REQUEST_TIMEOUT`; a connection over the server's cap is answered \
+`503 SERVICE_UNAVAILABLE`. An operator over its request rate limit (when configured) is \
+`429 TOO_MANY_REQUESTS` with `Retry-After`.
 
 **Batch methods.** `accept`, `decline` and `acknowledge` take up to 50 charges; each \
 is judged on its own and the call answers `200 OK` listing the failed ones with an \
@@ -277,16 +287,15 @@ pub struct LoginRequest {
     /// The operator's code (CRM.COM calls the operator an organisation).
     #[schema(examples("pci"))]
     pub organisation: String,
-    /// CRM.COM's business unit: accepted and ignored.
-    #[schema(nullable = false)]
-    pub unit: Option<String>,
+    /// CRM.COM's business unit: accepted and ignored, whatever its value.
+    pub unit: Option<serde_json::Value>,
 }
 
 /// Body of `authentication/token/release`.
 #[derive(ToSchema)]
 pub struct ReleaseRequest {
-    /// The token to revoke; may come as `Authorization: Bearer` instead.
-    #[schema(nullable = false)]
+    /// The token to revoke; may come as `Authorization: Bearer` instead (absent or
+    /// `null`: the header's).
     pub token: Option<String>,
 }
 
@@ -310,8 +319,8 @@ pub struct ChargeItem {
 /// Body of `netflix/charges/accept`.
 #[derive(ToSchema)]
 pub struct AcceptRequest {
-    /// The token; may come as `Authorization: Bearer` instead.
-    #[schema(nullable = false)]
+    /// The token; may come as `Authorization: Bearer` instead (absent or `null`: the
+    /// header's).
     pub token: Option<String>,
     /// The charges to accept (bill the customer): `PENDING` ones become `APPROVED`.
     #[schema(min_items = 1, max_items = 50)]
@@ -321,8 +330,8 @@ pub struct AcceptRequest {
 /// Body of `netflix/charges/decline`.
 #[derive(ToSchema)]
 pub struct DeclineRequest {
-    /// The token; may come as `Authorization: Bearer` instead.
-    #[schema(nullable = false)]
+    /// The token; may come as `Authorization: Bearer` instead (absent or `null`: the
+    /// header's).
     pub token: Option<String>,
     /// The charges to decline (the Netflix subscription ends): `PENDING` ones become
     /// `DECLINED`.
@@ -333,8 +342,8 @@ pub struct DeclineRequest {
 /// Body of `netflix/charges/acknowledge`.
 #[derive(ToSchema)]
 pub struct AcknowledgeRequest {
-    /// The token; may come as `Authorization: Bearer` instead.
-    #[schema(nullable = false)]
+    /// The token; may come as `Authorization: Bearer` instead (absent or `null`: the
+    /// header's).
     pub token: Option<String>,
     /// The charges the operator has seen in their current status: they leave
     /// `charges/list` until their status changes.
@@ -352,15 +361,11 @@ fn request_id_parameter() -> Parameter {
         .required(Required::False)
         .description(Some(
             "The client's id for this request: echoed in the response header and the \
-             server's log lines when it is 1–128 visible ASCII characters; otherwise the \
-             server makes one.",
+             server's log lines when it is 1–128 characters, each an ASCII letter or \
+             digit, `-`, `_` or `.`; otherwise the server makes one.",
         ))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(128)),
-        ))
+        // Any value is accepted (an unsafe one is replaced), so none is invalid.
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .build()
 }
 
@@ -399,7 +404,7 @@ impl IntoParams for ListQuery {
             query(
                 "number_of_results",
                 true,
-                "How many charges at most this page holds.",
+                "How many charges at most this page holds, in plain decimal digits.",
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(1))
@@ -418,10 +423,12 @@ impl IntoParams for ListQuery {
             query(
                 "offset",
                 true,
-                "How many charges of the group to skip.",
+                "How many charges of the group to skip, in plain decimal digits (no sign, no \
+                 leading zero).",
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(0))
+                    .maximum(Some(super::charges::MAX_OFFSET))
                     .into(),
             )
             .build(),
@@ -429,21 +436,29 @@ impl IntoParams for ListQuery {
                 "fields_set",
                 false,
                 "Comma-separated names of the charge fields to return (e.g. \
-                 `number,amount,currency`); absent or empty means all of them. An unknown \
-                 name is `INVALID_PARAMETER`.",
-                ArrayBuilder::new()
-                    .items(string_enum(
-                        ChargeField::ALL.iter().map(ChargeField::name),
-                        "A charge field.",
-                    ))
-                    .into(),
+                 `number,amount,currency`; spaces around names are ignored); absent or empty \
+                 means all of them. An unknown name is `INVALID_PARAMETER`.",
+                fields_set_schema(),
             )
-            .style(Some(ParameterStyle::Form))
-            .explode(Some(false))
             .build(),
             request_id_parameter(),
         ]
     }
+}
+
+/// `fields_set`: a comma-separated list of charge field names, or empty. A string with a
+/// pattern rather than an array: an empty list and a list of one empty name would be
+/// written the same way in a query.
+fn fields_set_schema() -> Schema {
+    let names: Vec<&str> = ChargeField::ALL.iter().map(ChargeField::name).collect();
+    let name = format!("(?:{})", names.join("|"));
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!(
+            "^[ \\t]*(?:{name}[ \\t]*(?:,[ \\t]*{name}[ \\t]*)*)?$"
+        )))
+        .examples(["number,amount,currency"])
+        .into()
 }
 
 fn request_id_header() -> utoipa::openapi::header::Header {
@@ -525,26 +540,49 @@ fn error_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
         .collect()
 }
 
-/// Errors every method can answer: the server's fault, or an unavailable database.
-const SERVER: [Code; 2] = [Code::InternalError, Code::ServiceUnavailable];
+/// Errors every method can answer: a request hyper cannot parse or that exceeds the
+/// edge's limits, the server's fault, or an unavailable database (or too many open
+/// connections).
+const EVERY: [Code; 5] = [
+    Code::MalformedRequest,
+    Code::UriTooLong,
+    Code::HeadersTooLarge,
+    Code::InternalError,
+    Code::ServiceUnavailable,
+];
+
+/// Errors of every method with a body: its head arrived but its body did not in time.
+const BODY: [Code; 2] = [Code::RequestTimeout, Code::PayloadTooLarge];
+
+/// Errors of every method with a token, besides a bad one: the operator's rate limit.
+const AUTHENTICATED: [Code; 3] = [
+    Code::InvalidToken,
+    Code::ExpiredToken,
+    Code::TooManyRequests,
+];
+
+/// `codes`, each once, in `Code::ALL`'s order.
+fn codes(groups: &[&[Code]]) -> Vec<Code> {
+    Code::ALL
+        .into_iter()
+        .filter(|c| groups.iter().any(|g| g.contains(c)))
+        .collect()
+}
 
 /// Failures of `authentication/token`.
 pub struct LoginErrors;
 
 impl IntoResponses for LoginErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        error_responses(
+        error_responses(&codes(&[
             &[
-                Code::MalformedRequest,
                 Code::InvalidParameter,
                 Code::InvalidCredentials,
-                Code::PayloadTooLarge,
                 Code::TooManyRequests,
-            ]
-            .into_iter()
-            .chain(SERVER)
-            .collect::<Vec<_>>(),
-        )
+            ],
+            &BODY,
+            &EVERY,
+        ]))
     }
 }
 
@@ -553,17 +591,7 @@ pub struct ReleaseErrors;
 
 impl IntoResponses for ReleaseErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        error_responses(
-            &[
-                Code::MalformedRequest,
-                Code::InvalidToken,
-                Code::ExpiredToken,
-                Code::PayloadTooLarge,
-            ]
-            .into_iter()
-            .chain(SERVER)
-            .collect::<Vec<_>>(),
-        )
+        error_responses(&codes(&[&AUTHENTICATED, &BODY, &EVERY]))
     }
 }
 
@@ -572,19 +600,12 @@ pub struct BatchErrors;
 
 impl IntoResponses for BatchErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        error_responses(
-            &[
-                Code::MalformedRequest,
-                Code::InvalidParameter,
-                Code::LimitExceeded,
-                Code::InvalidToken,
-                Code::ExpiredToken,
-                Code::PayloadTooLarge,
-            ]
-            .into_iter()
-            .chain(SERVER)
-            .collect::<Vec<_>>(),
-        )
+        error_responses(&codes(&[
+            &[Code::InvalidParameter, Code::LimitExceeded],
+            &AUTHENTICATED,
+            &BODY,
+            &EVERY,
+        ]))
     }
 }
 
@@ -593,15 +614,6 @@ pub struct ListErrors;
 
 impl IntoResponses for ListErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        error_responses(
-            &[
-                Code::InvalidParameter,
-                Code::InvalidToken,
-                Code::ExpiredToken,
-            ]
-            .into_iter()
-            .chain(SERVER)
-            .collect::<Vec<_>>(),
-        )
+        error_responses(&codes(&[&[Code::InvalidParameter], &AUTHENTICATED, &EVERY]))
     }
 }

@@ -113,6 +113,8 @@ pub struct TestServer {
     pub clock: Arc<MovableClock>,
     pub addr: SocketAddr,
     pub auth: AuthSettings,
+    /// The server's own counts.
+    pub metrics: Arc<chargegate::metrics::Metrics>,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -158,19 +160,48 @@ impl TestServer {
         auth: AuthSettings,
         options: &StoreOptions,
     ) -> TestServer {
+        Self::start_tweaked(db, auth, options, |_| {}).await
+    }
+
+    /// A server over a fresh database holding operators `pci` and `rival`, whose state
+    /// `tweak` adjusts first (edge limits, rate limit, …).
+    pub async fn start_with_state(
+        backend: Backend,
+        tweak: impl FnOnce(&mut AppState),
+    ) -> TestServer {
+        let db = Arc::new(TestDb::new(backend).await);
+        let server =
+            Self::start_tweaked(db, AuthSettings::default(), &StoreOptions::default(), tweak).await;
+        server.add_operator(OPERATOR, "EUR", USER, PASSWORD).await;
+        server
+            .add_operator(RIVAL, "EUR", RIVAL_USER, RIVAL_PASSWORD)
+            .await;
+        server
+    }
+
+    pub async fn start_tweaked(
+        db: Arc<TestDb>,
+        auth: AuthSettings,
+        options: &StoreOptions,
+        tweak: impl FnOnce(&mut AppState),
+    ) -> TestServer {
         let store = open_store_with(&db, options).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
         let clock = Arc::new(MovableClock::default());
-        let state = AppState {
+        let mut state = AppState {
             store: store.clone(),
             clock: clock.clone(),
             passwords: Arc::new(Passwords::new(2).expect("passwords")),
             auth,
             metrics: Default::default(),
+            edge: Default::default(),
+            rate_limit: Default::default(),
         };
+        tweak(&mut state);
+        let metrics = state.metrics.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app::serve(listener, state, async move {
             let _ = rx.await;
@@ -181,9 +212,17 @@ impl TestServer {
             clock,
             addr,
             auth,
+            metrics,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
+        }
+    }
+
+    /// Asks the server to stop, without waiting.
+    pub fn signal_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
         }
     }
 

@@ -241,3 +241,45 @@ fn fields_set_selects_fields_once_each_in_contract_order() {
     .expect("valid");
     assert_eq!(p.fields, vec![ChargeField::Number, ChargeField::Amount]);
 }
+
+#[test]
+fn integers_are_plain_decimal_digits_without_sign_or_leading_zero() {
+    assert_eq!(plain_integer("0"), Some(0));
+    assert_eq!(plain_integer("50"), Some(50));
+    assert_eq!(
+        plain_integer("18446744073709551615"),
+        Some(u64::MAX),
+        "the largest u64 parses; the list's own maximum refuses it"
+    );
+    for bad in [
+        "",
+        "+5",
+        "-5",
+        "05",
+        "00",
+        " 5",
+        "5 ",
+        "5.0",
+        "5e0",
+        "0x5",
+        "18446744073709551616",
+        "٥",
+    ] {
+        assert_eq!(plain_integer(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn the_first_repeated_query_parameter_is_named() {
+    let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(repeated_parameter(&q(&[("a", "1"), ("b", "2")])), None);
+    assert_eq!(
+        repeated_parameter(&q(&[("token", "x"), ("b", "2"), ("token", "x")])),
+        Some("token")
+    );
+}
