@@ -555,7 +555,12 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
             "demo ready (the demo password is in the README)"
         );
     }
-    let state = app_state(store.clone(), &settings)?;
+    let mut state = app_state(store.clone(), &settings)?;
+    state.edge.max_connections = within_descriptor_limit(
+        state.edge.max_connections,
+        settings.db_max_connections,
+        descriptor_limit(),
+    );
 
     // The metrics listener keeps answering while requests in flight finish, and stops
     // after the API.
@@ -589,6 +594,45 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
     served.context("server failed")?;
     tracing::info!("chargegate stopped");
     Ok(())
+}
+
+/// The process's soft limit on open descriptors, where the system says (Linux's
+/// /proc/self/limits); `None` when unknown or unlimited.
+fn descriptor_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `max_connections`, lowered when needed so that the connections, the database's
+/// descriptors (up to three per connection for SQLite: the file, its WAL and its shared
+/// memory) and a margin fit under the descriptor limit. Past the cap the server still
+/// answers 503 and closes; past the descriptor limit it could not even accept, and every
+/// new client would hang.
+fn within_descriptor_limit(
+    max_connections: usize,
+    db_connections: u32,
+    limit: Option<usize>,
+) -> usize {
+    let Some(limit) = limit else {
+        return max_connections;
+    };
+    let reserve = 3 * (db_connections as usize + 2) + 64;
+    let fits = limit.saturating_sub(reserve).max(1);
+    if fits < max_connections {
+        tracing::info!(
+            max_connections = fits,
+            descriptor_limit = limit,
+            "max_connections lowered to stay under the descriptor limit (ulimit -n)"
+        );
+        fits
+    } else {
+        max_connections
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not

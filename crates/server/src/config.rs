@@ -508,8 +508,8 @@ header_timeout = {header_timeout}
 body_timeout = {body_timeout}
 
 # Connections open at once. More are answered 503 SERVICE_UNAVAILABLE and closed at
-# once; open ones are unaffected. Keep it below the process's descriptor limit
-# (ulimit -n) less db_max_connections and a margin.
+# once; open ones are unaffected. On Linux serve lowers it to stay under the process's
+# descriptor limit (ulimit -n), less the database's descriptors and a margin.
 # Flag: serve --max-connections. Env: CHARGEGATE_MAX_CONNECTIONS.
 max_connections = {max_connections}
 

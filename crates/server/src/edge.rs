@@ -83,6 +83,9 @@ const MAX_REFUSALS: usize = 64;
 /// How long a refused connection is given to take its 503.
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
+/// How long a refused connection's request is read (and discarded) after the answer.
+const REFUSAL_DRAIN: Duration = Duration::from_millis(250);
+
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting, lets
 /// requests in flight finish for up to `edge.shutdown_timeout`, and closes the rest.
 pub async fn serve(
@@ -121,11 +124,16 @@ pub async fn serve(
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             metrics.connection_refused();
-            if let Ok(refusal) = refusals.clone().try_acquire_owned() {
-                tasks.spawn(async move {
-                    let _refusal = refusal;
-                    let _ = tokio::time::timeout(REFUSAL_TIME, refuse(stream)).await;
-                });
+            match refusals.clone().try_acquire_owned() {
+                Ok(refusal) => {
+                    tasks.spawn(async move {
+                        let _refusal = refusal;
+                        let _ = tokio::time::timeout(REFUSAL_TIME, refuse(stream)).await;
+                    });
+                }
+                // Too many refusals under way: answer what fits in the socket's buffer
+                // now, without waiting, and close.
+                Err(_) => refuse_at_once(&stream),
             }
             continue;
         };
@@ -179,28 +187,43 @@ async fn accept_failed(e: &io::Error) {
 /// sent is read (a little) before closing, so that the close does not reset the
 /// connection before the client reads the answer.
 async fn refuse(mut stream: TcpStream) {
+    if stream.write_all(&refusal()).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_DRAIN, drain).await;
+}
+
+/// [`refuse`] without waiting: what the client sent so far is read, the answer written
+/// as far as the socket takes it, and the connection closed.
+fn refuse_at_once(stream: &TcpStream) {
+    let mut sink = [0u8; 4096];
+    while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
+    let _ = stream.try_write(&refusal());
+}
+
+/// The `503` envelope answer for a connection over the cap.
+fn refusal() -> Vec<u8> {
     let id = new_request_id();
-    let response = envelope_response(
+    tracing::warn!(request_id = %id, "connection refused: too many open connections");
+    envelope_response(
         503,
         "Service Unavailable",
         Code::ServiceUnavailable,
         "the server has too many open connections; retry later",
         &id,
         &["retry-after: 1"],
-    );
-    tracing::warn!(request_id = %id, "connection refused: too many open connections");
-    if stream.write_all(&response).await.is_err() {
-        return;
-    }
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let mut left: usize = 64 * 1024;
-    while left > 0 {
-        match stream.read(&mut sink).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
+    )
 }
 
 /// A complete HTTP/1.1 response carrying an error envelope, for answers written outside

@@ -347,3 +347,63 @@ on_every_backend! {
         assert_eq!(charges.body["data"]["charges_set"][0]["charge_status"], "PENDING");
     }
 }
+
+// ---- the descriptor limit -----------------------------------------------------------
+
+/// The probe's scenario: a process limited to 256 descriptors, 300 silent sockets. The
+/// cap is lowered under the limit, so a further client is answered at once (503 while
+/// the silent ones hold their places; without the cap it would wait, unanswered, in the
+/// listen queue until they time out), and served once the header timeout closed them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_past_the_descriptor_limit_lock_no_client_out() {
+    use common::process::{BIN, Server, Workdir};
+
+    let d = Workdir::new();
+    d.ok(&["migrate"], "");
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .current_dir(d.path(""));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHARGEGATE_") {
+            command.env_remove(k);
+        }
+    }
+    command.env("CHARGEGATE_DATABASE_URL", d.db_url());
+    let mut server = Server::start(command, &["--header-timeout", "5"], &[]);
+    let lowered = server.await_log("max_connections lowered");
+    assert!(lowered.contains("descriptor_limit=256"), "{lowered}");
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let first = read_until_closed(&mut conn)
+        .await
+        .expect("answered, not hung");
+    assert_envelope(&first, 503, "SERVICE_UNAVAILABLE");
+
+    let mut served = false;
+    for _ in 0..100 {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(request).await.unwrap();
+        let text = read_until_closed(&mut conn)
+            .await
+            .expect("answered, not hung");
+        if text.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served, "never served once the silent sockets timed out");
+    drop(silent);
+    server.sigterm();
+    assert!(server.wait().success());
+}
