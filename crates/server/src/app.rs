@@ -59,12 +59,14 @@ pub async fn serve(
 }
 
 /// Serves `GET /metrics` on its own listener until `shutdown` completes.
+/// The same edge limits apply as on the API's listener, so a stalled scraper cannot hold
+/// a shutdown either; its connections are counted apart from the API's.
 pub async fn serve_metrics(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    edge: EdgeSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, metrics::router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = metrics::router(metrics);
+    edge::serve(listener, router, edge, Arc::new(Metrics::new()), shutdown).await
 }

@@ -577,6 +577,7 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
             Some(tokio::spawn(app::serve_metrics(
                 metrics_listener,
                 state.metrics.clone(),
+                state.edge,
                 stopped,
             )))
         }
