@@ -129,6 +129,38 @@ on_every_backend! {
         }
     }
 
+    async fn two_authorization_headers_are_refused_and_apply_nothing(backend) {
+        let srv = TestServer::start(backend).await;
+        srv.add_charges(OPERATOR, &[("I1", "c")]).await;
+        let token = srv.login().await;
+        let body = json!({"declined_charges_set": [item("I1", "c")]}).to_string();
+        let r = srv
+            .send(
+                srv.client()
+                    .post(srv.url(DECLINE))
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("authorization", "Bearer 0000")
+                    .body(body),
+            )
+            .await;
+        r.assert_error(401, "INVALID_TOKEN");
+        assert_eq!(srv.status_of(&token, "I1").await.as_deref(), Some("PENDING"));
+    }
+
+    async fn two_request_ids_are_both_replaced(backend) {
+        let srv = TestServer::start(backend).await;
+        let r = srv
+            .send(
+                srv.client()
+                    .get(srv.url("/healthz"))
+                    .header("x-request-id", "first")
+                    .header("x-request-id", "second"),
+            )
+            .await;
+        let id = r.header("x-request-id").unwrap();
+        assert!(id != "first" && id != "second" && id.len() == 32, "{id}");
+    }
+
     async fn replays_are_counted_apart_from_applied_items(backend) {
         let srv = TestServer::start(backend).await;
         srv.add_charges(OPERATOR, &[("I1", "c"), ("I2", "c")]).await;

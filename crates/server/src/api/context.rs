@@ -33,10 +33,14 @@ pub fn is_safe_request_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A client's id when it is safe (see [`is_safe_request_id`]); otherwise the server
-/// makes one.
+/// A client's id when it is safe (see [`is_safe_request_id`]) and given once; otherwise
+/// the server makes one.
 fn client_request_id(req: &Request) -> Option<String> {
-    let value = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let mut all = req.headers().get_all(REQUEST_ID_HEADER).iter();
+    let value = all.next()?.to_str().ok()?;
+    if all.next().is_some() {
+        return None; // two ids: neither is the request's
+    }
     is_safe_request_id(value).then(|| value.to_owned())
 }
 

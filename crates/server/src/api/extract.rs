@@ -216,11 +216,16 @@ pub fn token(carried: Option<&Value>, headers: &HeaderMap) -> Result<Token, ApiE
 }
 
 /// The token of an `Authorization: Bearer …` header. Other schemes are not ours and are
-/// ignored; a header that is not text is refused.
+/// ignored; a header that is not text, or a second Authorization header, is refused.
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = all.next() else {
         return Ok(None);
     };
+    // Two Authorization headers could be read as either; neither is taken.
+    if all.next().is_some() {
+        return Err(ApiError::invalid_token());
+    }
     let value = value.to_str().map_err(|_| ApiError::invalid_token())?;
     let mut parts = value.trim().splitn(2, ' ');
     match (parts.next(), parts.next()) {
@@ -258,6 +263,19 @@ mod tests {
         assert_eq!(from_body, from_header);
         let both = token(Some(&json!(T1)), &headers(Some(&format!("bearer {T1}"))));
         assert!(both.is_ok());
+    }
+
+    #[test]
+    fn two_authorization_headers_are_invalid_even_when_equal() {
+        let mut h = headers(Some(&format!("Bearer {T1}")));
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {T1}")).expect("ascii"),
+        );
+        assert_eq!(
+            token(None, &h).expect_err("two headers").code,
+            Code::InvalidToken
+        );
     }
 
     #[test]

@@ -100,8 +100,8 @@ impl Modify for TokenTransports {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "The token from authentication/token as `Authorization: Bearer \
-                         <token>`. Accepted by every method; when the body field or query \
-                         parameter `token` is present too, both must be equal.",
+                         <token>`, once. Accepted by every method; when the body field or \
+                         query parameter `token` is present too, both must be equal.",
                     ))
                     .build(),
             ),
