@@ -76,8 +76,8 @@ impl Default for EdgeSettings {
     }
 }
 
-/// Refusals of connections over the cap being written at once; past this a connection
-/// over the cap is closed without an answer.
+/// Refusals of connections over the cap under way at once (each may wait a moment for
+/// the client); past this a refusal is written without waiting (see `refuse_at_once`).
 const MAX_REFUSALS: usize = 64;
 
 /// How long a refused connection is given to take its 503.
