@@ -19,7 +19,14 @@ python=python3
 [ -x /usr/bin/python3 ] && python=/usr/bin/python3
 if [ ! -x "$venv/bin/st" ]; then
     rm -rf "$venv"
-    "$python" -m venv "$venv"
+    if ! "$python" -m venv "$venv" 2>/dev/null; then
+        # Debian ships venv's pip bootstrap separately.
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+        fi
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+    fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
