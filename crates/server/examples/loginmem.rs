@@ -1,32 +1,27 @@
-//! How much memory failed logins leave behind: the resident set of a server after 300
-//! failed logins from 6 parallel clients.
+//! How much memory failed logins leave behind: the resident set of the real server after
+//! 300 failed logins from 6 parallel clients.
 //!
 //! ```sh
-//! cargo run --release --example loginmem -- [logins] [clients]
+//! cargo build --release && cargo run --release --example loginmem -- [logins] [clients]
 //! ```
 //!
-//! It starts the server in-process, exactly as `chargegate serve` builds it from the
-//! default settings (so `password_checks` = 2), on 127.0.0.1:0 over a fresh SQLite
-//! database with one operator and user, then sends failed logins with unknown user names
-//! (each runs a full Argon2 check; none is locked out) over loopback HTTP. It prints the
-//! process's resident set (VmRSS) and peak (VmHWM) before and after, from
-//! /proc/self/status (Linux). The clients run in the same process and take a few MiB of
-//! their own. It asserts nothing: memory figures belong here, not in tests.
+//! It starts the release binary (`target/release/chargegate serve --demo`, default
+//! settings, so `password_checks` = 2) on 127.0.0.1:0 over a fresh SQLite database, then
+//! sends failed logins with unknown user names of organisation `pci` (each runs a full
+//! Argon2 check; none is locked out) over loopback HTTP. It prints the server process's
+//! resident set (VmRSS) and peak (VmHWM) before and after, from /proc/PID/status
+//! (Linux), and stops the server with SIGTERM. It asserts nothing: memory figures belong
+//! here, not in tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use chargegate::app;
-use chargegate::config::Settings;
-use chargegate::passwords;
-use chargegate_core::money::Currency;
-use chargegate_core::store::{NewOperator, NewUser};
-use chargegate_core::text::{OperatorCode, Username};
-use chargegate_store::{DatabaseUrl, StoreOptions};
-
-/// `VmRSS` and `VmHWM` of this process, in MiB.
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// `VmRSS` and `VmHWM` of process `pid`, in MiB.
+fn memory(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -43,51 +38,55 @@ async fn main() {
     let logins: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(300);
     let clients: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(6);
 
+    // target/release/examples/loginmem → target/release/chargegate
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("chargegate");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo build --release` first",
+        binary.display()
+    );
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        database_url: format!("sqlite://{}", dir.path().join("mem.db").display()),
-        ..Settings::default()
+    let mut command = Command::new(&binary);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHARGEGATE_") {
+            command.env_remove(k);
+        }
+    }
+    let mut server = command
+        .env("CHARGEGATE_LOG", "info")
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.path().join("mem.db").display()))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = server.id();
+    let mut log = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = log.next().expect("the server exits early").unwrap();
+        if let Some(rest) = line.split(" address=").nth(1)
+            && line.contains("chargegate serving")
+        {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
     };
-    let store = chargegate_store::open(
-        &DatabaseUrl::parse(&settings.database_url).unwrap(),
-        &StoreOptions::default(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    let op = store
-        .create_operator(&NewOperator {
-            code: OperatorCode::parse("mem").unwrap(),
-            name: "mem".into(),
-            local_currency: Currency::parse("EUR").unwrap(),
-        })
-        .await
-        .unwrap();
-    store
-        .create_user(&NewUser {
-            operator_id: op.id,
-            username: Username::parse("real").unwrap(),
-            password_hash: passwords::hash("real-pw").unwrap(),
-        })
-        .await
-        .unwrap();
+    // Keep reading the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in log {});
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = chargegate::cli::app_state(store, &settings).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/crmapi/rest/v2/authentication/token");
-    // One request first, so the baseline includes a served request and a live client.
     client
         .get(format!("http://{addr}/healthz"))
         .send()
         .await
         .unwrap();
-    let (rss_before, _) = memory();
+    let (rss_before, _) = memory(pid);
 
     let started = Instant::now();
     let workers: Vec<_> = (0..clients)
@@ -97,7 +96,7 @@ async fn main() {
             tokio::spawn(async move {
                 for i in 0..share {
                     let body = format!(
-                        r#"{{"username":"nobody-{c}-{i}","password":"guess","organisation":"mem"}}"#
+                        r#"{{"username":"nobody-{c}-{i}","password":"guess","organisation":"pci"}}"#
                     );
                     let reply = client.post(&url).body(body).send().await.unwrap();
                     assert_eq!(reply.status(), 401);
@@ -109,13 +108,18 @@ async fn main() {
         w.await.unwrap();
     }
     let elapsed = started.elapsed();
-    let (rss_after, peak) = memory();
+    let (rss_after, peak) = memory(pid);
 
+    println!("server            {} (pid {pid})", binary.display());
     println!("failed logins     {logins} from {clients} parallel clients in {elapsed:.2?}");
     println!("password checks   at most 2 at once (the default password_checks)");
     println!("RSS before        {rss_before:.1} MiB");
     println!("RSS after         {rss_after:.1} MiB");
     println!("RSS peak (VmHWM)  {peak:.1} MiB");
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = server.wait().unwrap();
+    assert!(status.success(), "the server exited with {status}");
 }
