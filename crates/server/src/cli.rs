@@ -73,7 +73,7 @@ enum Command {
         #[arg(long, value_name = "N")]
         max_connections: Option<u32>,
         /// Seconds requests in flight may take after SIGTERM before connections are
-        /// closed. [env: CHARGEGATE_SHUTDOWN_TIMEOUT, default 30]
+        /// closed. [env: CHARGEGATE_SHUTDOWN_TIMEOUT, default 20]
         #[arg(long, value_name = "SECONDS")]
         shutdown_timeout: Option<u64>,
         /// Requests per second per operator; 0 = no limit.

@@ -88,7 +88,7 @@ impl Default for Settings {
             header_timeout: 10,
             body_timeout: 30,
             max_connections: 1000,
-            shutdown_timeout: 30,
+            shutdown_timeout: 20,
             max_header_bytes: 16 * 1024,
             max_url_bytes: 8 * 1024,
             rate_limit: 0,

@@ -69,7 +69,7 @@ impl Default for EdgeSettings {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1000,
-            shutdown_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(20),
             max_header_bytes: 16 * 1024,
             max_url_bytes: 8 * 1024,
         }
