@@ -13,8 +13,8 @@
 //!   per transaction (what group commit allows);
 //! * **chargegate**: the real server binary (`target/release/chargegate serve`) over HTTP,
 //!   8 and 64 clients, each call declining 50 fresh PENDING charges with reference numbers;
-//! * `charges/list` (50 charges) against a static JSON body of the same size served by the
-//!   same HTTP stack (axum) in a process of its own;
+//! * `charges/list` (50 charges) against a static JSON body of the same size served in a
+//!   process of its own, by plain axum and through chargegate's own edge and middleware;
 //! * latency: the unloaded p50 (one client), and the p99 of an open-loop run at half the
 //!   measured 8-client rate, measured from each call's intended send time.
 //!
@@ -47,7 +47,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--static-server") {
-        static_server(&args[1], &args[2]);
+        static_server(
+            &args[1],
+            &args[2],
+            args.get(3).map(String::as_str) == Some("stack"),
+        );
         return;
     }
     let rounds: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(3);
@@ -67,6 +71,7 @@ struct Figures {
     product64: Vec<Rate>,
     list: Vec<f64>,
     static_json: Vec<f64>,
+    static_stack: Vec<f64>,
 }
 
 #[derive(Clone, Copy)]
@@ -92,6 +97,7 @@ async fn run(rounds: usize, calls: usize) {
         product64: vec![],
         list: vec![],
         static_json: vec![],
+        static_stack: vec![],
     };
     for round in 0..rounds {
         eprintln!("round {} of {rounds}", round + 1);
@@ -125,8 +131,11 @@ async fn run(rounds: usize, calls: usize) {
         f.list.push(list_rate);
         let body_file = dir.path().join("body.json");
         std::fs::write(&body_file, &body).unwrap();
-        let stat = StaticServer::start(&body_file).await;
+        let stat = StaticServer::start(&body_file, false).await;
         f.static_json.push(statics(&stat.url, calls, 8).await);
+        stat.stop();
+        let stat = StaticServer::start(&body_file, true).await;
+        f.static_stack.push(statics(&stat.url, calls, 8).await);
         stat.stop();
     }
 
@@ -190,9 +199,11 @@ fn report(f: &Figures, unloaded: &[Duration], open: &[Duration], half: f64, call
         cpu(&f.product64) / cpu(&f.raw)
     );
     let (list, stat) = (median(f.list.clone()), median(f.static_json.clone()));
+    let stack = median(f.static_stack.clone());
     println!(
-        "\ncharges/list (50 charges), 8 clients: {list:.0} req/s; static JSON of the same size: {stat:.0} req/s; ratio {:.2}",
-        list / stat
+        "\ncharges/list (50 charges), 8 clients: {list:.0} req/s; static JSON of the same size: {stat:.0} req/s (plain axum), ratio {:.2}; {stack:.0} req/s through chargegate's own edge, request middleware and log line, ratio {:.2}",
+        list / stat,
+        list / stack
     );
     let p50 = percentile(unloaded, 0.5);
     let p99 = percentile(open, 0.99);
@@ -623,11 +634,16 @@ struct StaticServer {
 }
 
 impl StaticServer {
-    async fn start(body: &Path) -> StaticServer {
+    /// `stack`: through chargegate's own edge, request middleware and log line, rather
+    /// than plain axum.
+    async fn start(body: &Path, stack: bool) -> StaticServer {
         let port = free_port();
         let child = Command::new(std::env::current_exe().unwrap())
             .args(["--static-server", &format!("127.0.0.1:{port}")])
             .arg(body)
+            .arg(if stack { "stack" } else { "plain" })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let url = format!("http://127.0.0.1:{port}/static");
@@ -641,8 +657,10 @@ impl StaticServer {
     }
 }
 
-/// Serves one JSON body with axum, as chargegate's own stack would.
-fn static_server(listen: &str, body_file: &str) {
+/// Serves one JSON body with plain axum or, with `stack`, through chargegate's own edge
+/// (hyper settings, connection cap, error envelopes), request middleware (request id,
+/// metrics, span) and log line: everything a request meets but the handler.
+fn static_server(listen: &str, body_file: &str, stack: bool) {
     let body: &'static [u8] = Vec::leak(std::fs::read(body_file).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -659,7 +677,20 @@ fn static_server(listen: &str, body_file: &str) {
             }),
         );
         let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
-        axum::serve(listener, app).await.unwrap();
+        if stack {
+            chargegate::telemetry::init(chargegate::config::LogFormat::Pretty, "info").unwrap();
+            let metrics = Arc::new(chargegate::metrics::Metrics::new());
+            let app = app.layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                chargegate::api::context::track,
+            ));
+            let forever = std::future::pending::<()>();
+            chargegate::edge::serve(listener, app, Default::default(), metrics, forever)
+                .await
+                .unwrap();
+        } else {
+            axum::serve(listener, app).await.unwrap();
+        }
     });
 }
 
