@@ -291,14 +291,14 @@ impl Thread {
     /// The next units to commit together: at least one, then as many as fit the bounds.
     fn take_group(&mut self) -> Vec<Box<dyn Unit>> {
         let mut group = Vec::new();
-        let mut weight = 0;
+        let mut weight: usize = 0;
         while let Some(next) = self.queue.front() {
             let fits = group.is_empty()
-                || (group.len() < MAX_GROUP && weight + next.weight() <= MAX_WEIGHT);
+                || (group.len() < MAX_GROUP && weight.saturating_add(next.weight()) <= MAX_WEIGHT);
             if !fits {
                 break;
             }
-            weight += next.weight();
+            weight = weight.saturating_add(next.weight());
             if let Some(unit) = self.queue.pop_front() {
                 group.push(unit);
             }
