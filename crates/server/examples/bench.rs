@@ -30,15 +30,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chargegate_core::AdminStore;
-use chargegate_core::clock::{Date, Timestamp};
-use chargegate_core::money::{Currency, Money};
-use chargegate_core::store::{NewCharge, NewOperator, NewUser};
-use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 use chargegate_store::{SqliteStore, StoreOptions};
 use rusqlite::{Connection, params_from_iter};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-const BATCH: usize = 50;
+mod kit;
+use kit::{
+    BATCH, Rate, Server, cpu_seconds, declines, free_port, median, server_binary, server_ref,
+    wait_ready,
+};
+
+fn sqlite_url(db: &Path) -> String {
+    format!("sqlite://{}", db.display())
+}
 
 // The same allocator as the server, so the raw baseline is not handicapped by a slower one.
 #[global_allocator]
@@ -72,12 +76,6 @@ struct Figures {
     list: Vec<f64>,
     static_json: Vec<f64>,
     static_stack: Vec<f64>,
-}
-
-#[derive(Clone, Copy)]
-struct Rate {
-    per_second: f64,
-    cpu_ms_per_call: f64,
 }
 
 async fn run(rounds: usize, calls: usize) {
@@ -115,7 +113,7 @@ async fn run(rounds: usize, calls: usize) {
         );
         for clients in [8, 64] {
             let db = fresh_copy(&template, dir.path(), "product");
-            let server = Server::start(&binary, &db).await;
+            let server = Server::start(&binary, &sqlite_url(&db), &[]).await;
             let rate = declines(&server, calls, clients).await;
             server.stop();
             if clients == 8 {
@@ -125,7 +123,7 @@ async fn run(rounds: usize, calls: usize) {
             }
         }
         let db = fresh_copy(&template, dir.path(), "list");
-        let server = Server::start(&binary, &db).await;
+        let server = Server::start(&binary, &sqlite_url(&db), &[]).await;
         let (list_rate, body) = lists(&server, calls, 8).await;
         server.stop();
         f.list.push(list_rate);
@@ -141,18 +139,13 @@ async fn run(rounds: usize, calls: usize) {
 
     // Latency: unloaded p50, then an open loop at half the 8-client rate.
     let db = fresh_copy(&template, dir.path(), "latency");
-    let server = Server::start(&binary, &db).await;
+    let server = Server::start(&binary, &sqlite_url(&db), &[]).await;
     let unloaded = closed_loop_latencies(&server, 300).await;
     let half = median(f.product8.iter().map(|r| r.per_second).collect()) / 2.0;
     let open = open_loop_latencies(&server, half, Duration::from_secs(3), 300, calls).await;
     server.stop();
 
     report(&f, &unloaded, &open, half, calls);
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -230,64 +223,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn server_binary() -> PathBuf {
-    // target/release/examples/bench → target/release/chargegate
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("chargegate");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --release` first",
-        bin.display()
-    );
-    bin
-}
-
-/// A database with operator `bench`, user `bench`, and `charges` PENDING charges
-/// `L00000000…` of customer `c`.
+/// The SQLite template (see [`kit::fill`]).
 async fn prepare(path: &Path, charges: usize) {
     let store = SqliteStore::open(path, &StoreOptions::default())
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let eur = Currency::parse("EUR").unwrap();
-    let op = store
-        .create_operator(&NewOperator {
-            code: OperatorCode::parse("bench").unwrap(),
-            name: "bench".into(),
-            local_currency: eur,
-        })
-        .await
-        .unwrap();
-    store
-        .create_user(&NewUser {
-            operator_id: op.id,
-            username: Username::parse("bench").unwrap(),
-            password_hash: chargegate::passwords::hash("bench-pw").unwrap(),
-        })
-        .await
-        .unwrap();
-    let received = Timestamp::parse("2026-11-01T00:00:00").unwrap();
-    let rows: Vec<NewCharge> = (0..charges)
-        .map(|i| NewCharge {
-            operator_id: op.id,
-            number: Some(ChargeNumber::parse(format!("L{i:08}")).unwrap()),
-            customer: CustomerId::parse("c").unwrap(),
-            netflix_customer: None,
-            amount: Money::parse("9.99", eur).unwrap(),
-            local_amount: Money::parse("9.99", eur).unwrap(),
-            paid_through_date: Date::parse("2026-12-31").unwrap(),
-            received_on: Some(received.plus_seconds(i as i64)),
-            status: None,
-        })
-        .collect();
-    store
-        .import_charges(rows, Timestamp::now(), Arc::new(|_| {}))
-        .await
-        .unwrap();
+    kit::fill(&store, charges).await;
     store.close().await;
 }
 
@@ -298,23 +240,6 @@ fn fresh_copy(template: &Path, dir: &Path, name: &str) -> PathBuf {
     }
     std::fs::copy(template, &path).unwrap();
     path
-}
-
-/// CPU seconds (user + system) from a `/proc/…/stat` file.
-fn cpu_seconds(stat: &str) -> f64 {
-    let text = std::fs::read_to_string(stat).unwrap_or_default();
-    let fields: Vec<&str> = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // Fields after the command name: state is [0], utime [11], stime [12], in ticks.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 // ---- raw baseline ----------------------------------------------------------------------
@@ -430,152 +355,6 @@ fn raw(db: &Path, calls: usize, group: usize) -> Rate {
     Rate {
         per_second: calls as f64 / elapsed,
         cpu_ms_per_call: cpu * 1000.0 / calls as f64,
-    }
-}
-
-// ---- the real server -------------------------------------------------------------------
-
-struct Server {
-    child: Child,
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_ready(client: &reqwest::Client, url: &str) {
-    for _ in 0..500 {
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{url} never became ready");
-}
-
-impl Server {
-    async fn start(binary: &Path, db: &Path) -> Server {
-        let port = free_port();
-        let child = Command::new(binary)
-            .args(["--database", &format!("sqlite://{}", db.display())])
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(128)
-            .build()
-            .unwrap();
-        let root = format!("http://127.0.0.1:{port}");
-        wait_ready(&client, &format!("{root}/readyz")).await;
-        let base = format!("{root}/crmapi/rest/v2");
-        let login: Value = client
-            .post(format!("{base}/authentication/token"))
-            .body(r#"{"username":"bench","password":"bench-pw","organisation":"bench"}"#)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["data"]["token"].as_str().unwrap().to_owned();
-        Server {
-            child,
-            base,
-            token,
-            client,
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `calls` decline calls from `clients` concurrent clients, each on fresh charges.
-async fn declines(server: &Server, calls: usize, clients: usize) -> Rate {
-    let next = Arc::new(AtomicUsize::new(0));
-    let server = Arc::new(server_ref(server));
-    let cpu_before = server.cpu();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (next, server) = (next.clone(), server.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let batch = next.fetch_add(1, Ordering::Relaxed);
-                if batch >= calls {
-                    break;
-                }
-                server.decline(batch).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = server.cpu() - cpu_before;
-    Rate {
-        per_second: calls as f64 / elapsed,
-        cpu_ms_per_call: cpu * 1000.0 / calls as f64,
-    }
-}
-
-/// A cheap shareable view of a running server (the child process stays with the owner).
-struct ServerRef {
-    pid: u32,
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-fn server_ref(s: &Server) -> ServerRef {
-    ServerRef {
-        pid: s.child.id(),
-        base: s.base.clone(),
-        token: s.token.clone(),
-        client: s.client.clone(),
-    }
-}
-
-impl ServerRef {
-    fn cpu(&self) -> f64 {
-        cpu_seconds(&format!("/proc/{}/stat", self.pid))
-    }
-
-    async fn decline(&self, batch: usize) {
-        let items: Vec<Value> = (0..BATCH)
-            .map(|i| {
-                let n = batch * BATCH + i;
-                json!({"number": format!("L{n:08}"), "billing_system_customer_identifier": "c",
-                       "reference_number": format!("R{n:08}")})
-            })
-            .collect();
-        let body = json!({"token": self.token, "declined_charges_set": items}).to_string();
-        let r: Value = self
-            .client
-            .post(format!("{}/netflix/charges/decline", self.base))
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(r["status"]["code"], "OK", "{r}");
-        assert_eq!(r["data"], json!({}), "{r}");
     }
 }
 
