@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use crate::batch::{Batch, Verdict};
+use crate::batch::{Batch, ItemInput, Method, Verdict};
 use crate::charge::{Charge, ChargeStatus, StatusGroup};
 use crate::clock::{Date, Timestamp};
 use crate::money::{Currency, Money};
@@ -120,6 +120,49 @@ pub struct TokenRecord {
     pub revoked: bool,
     pub user_enabled: bool,
 }
+
+/// A batch call whose caller is known only by the token it carries.
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    pub token: TokenHash,
+    pub method: Method,
+    pub request_id: String,
+    pub at: Timestamp,
+    pub items: Vec<ItemInput>,
+}
+
+impl TokenBatch {
+    /// The batch as made by the token's user.
+    pub fn into_batch(self, caller: &TokenRecord) -> Batch {
+        Batch {
+            method: self.method,
+            operator_id: caller.operator_id,
+            user_id: caller.user_id,
+            request_id: self.request_id,
+            at: self.at,
+            items: self.items,
+        }
+    }
+}
+
+/// What became of a [`TokenBatch`].
+#[derive(Debug)]
+pub enum Authorized {
+    /// No such token. Nothing was applied.
+    UnknownToken,
+    /// The token exists but the admission check refused it (revoked, user disabled,
+    /// expired, over the rate limit). Nothing was applied.
+    Refused(TokenRecord),
+    /// Judged and applied in one transaction.
+    Applied {
+        caller: TokenRecord,
+        batch: Batch,
+        verdicts: Vec<Verdict>,
+    },
+}
+
+/// Decides whether a token's caller may go on; the caller keeps its own reason.
+pub type Admission<'a> = &'a (dyn Fn(&TokenRecord) -> bool + Send + Sync);
 
 /// One page of `charges/list`.
 #[derive(Debug, Clone, Copy)]
@@ -269,6 +312,30 @@ pub trait Store: Send + Sync {
     /// references, runs [`Batch::decide`], writes its plan, commits. Either every applied
     /// item is stored or (on error) none is.
     async fn apply_batch(&self, batch: &Batch) -> StoreResult<Vec<Verdict>>;
+
+    /// Checks the token, asks `admit`, then judges and applies the batch as
+    /// [`Store::apply_batch`] does. A backend that pays for every round trip (PostgreSQL)
+    /// reads the token inside the batch's own transaction, in the statement that locks the
+    /// charges; the default asks [`Store::token`] first.
+    async fn apply_token_batch(
+        &self,
+        request: TokenBatch,
+        admit: Admission<'_>,
+    ) -> StoreResult<Authorized> {
+        let Some(caller) = self.token(&request.token).await? else {
+            return Ok(Authorized::UnknownToken);
+        };
+        if !admit(&caller) {
+            return Ok(Authorized::Refused(caller));
+        }
+        let batch = request.into_batch(&caller);
+        let verdicts = self.apply_batch(&batch).await?;
+        Ok(Authorized::Applied {
+            caller,
+            batch,
+            verdicts,
+        })
+    }
 
     async fn list_charges(&self, query: &ListQuery) -> StoreResult<Vec<Charge>>;
 }

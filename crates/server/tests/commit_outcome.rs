@@ -15,6 +15,10 @@ use common::*;
 use serde_json::json;
 
 async fn through_proxy(name: &str) -> Option<(TestServer, Proxy, TestDb)> {
+    through_proxy_with(name, 4).await
+}
+
+async fn through_proxy_with(name: &str, connections: u32) -> Option<(TestServer, Proxy, TestDb)> {
     if !db::postgres_or_skip(name) {
         return None;
     }
@@ -27,7 +31,7 @@ async fn through_proxy(name: &str) -> Option<(TestServer, Proxy, TestDb)> {
     let sep = if url.contains('?') { '&' } else { '?' };
     let proxied = real.through(format!("{url}{sep}sslmode=disable"));
     let options = StoreOptions {
-        max_connections: 4,
+        max_connections: connections,
         acquire_timeout: Duration::from_secs(3),
     };
     let srv =
@@ -98,4 +102,57 @@ async fn a_commit_that_never_arrived_answers_503_with_nothing_applied() {
         .await
         .assert_all_ok();
     assert_eq!(real.scalar("SELECT count(*) FROM decisions").await, 1);
+}
+
+/// A decline, an accept and an acknowledge of 50 charges each wait for at most four round
+/// trips to PostgreSQL, the token check included: BEGIN, one statement that checks the
+/// token and locks and reads, one that writes, COMMIT. The connection pool (sqlx) adds one
+/// more after the call, off its path: a Sync that checks the connection as it goes back
+/// into the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_call_takes_at_most_four_round_trips_to_postgresql() {
+    // One connection, so that the statements the first calls prepare are there for the
+    // measured ones.
+    let Some((srv, proxy, _real)) = through_proxy_with(
+        "a_batch_call_takes_at_most_four_round_trips_to_postgresql",
+        1,
+    )
+    .await
+    else {
+        return;
+    };
+    let numbers: Vec<String> = (0..200).map(|i| format!("RT{i:03}")).collect();
+    let charges: Vec<(&str, &str)> = numbers.iter().map(|n| (n.as_str(), "c")).collect();
+    srv.add_charges(OPERATOR, &charges).await;
+    let token = srv.login().await;
+    let items = |method: &str, from: usize| {
+        json!(
+            numbers[from..from + 50]
+                .iter()
+                .map(|n| item_ref(n, "c", &format!("{method}-{n}")))
+                .collect::<Vec<_>>()
+        )
+    };
+    // The first round prepares the statements; the second is counted.
+    for (round, first) in [(0, 0), (1, 100)] {
+        for (method, from) in [
+            ("decline", first),
+            ("accept", first + 50),
+            ("acknowledge", first),
+        ] {
+            let before = proxy.round_trips();
+            srv.batch(method, &token, items(method, from))
+                .await
+                .assert_all_ok();
+            // Let the pool's check of the released connection finish.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let taken = proxy.round_trips() - before;
+            if round == 1 {
+                assert!(
+                    (1..=4 + 1).contains(&taken),
+                    "{method} took {taken} round trips (with the pool's check)"
+                );
+            }
+        }
+    }
 }

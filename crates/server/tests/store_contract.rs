@@ -296,7 +296,8 @@ async fn postgresql_serves_the_list_from_its_partial_index() {
 /// On a freshly filled database that was never analysed (right after `db copy` or a
 /// restore), with the generic plan a prepared statement settles on, the reference lookup
 /// of a batch still uses every column of its index instead of reading all the operator's
-/// decisions.
+/// decisions, and the batch's lock-and-read statement finds charges and decisions by
+/// index too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_finds_references_by_the_whole_index_on_an_unanalysed_database() {
     if !db::postgres_or_skip(
@@ -333,25 +334,42 @@ async fn postgresql_finds_references_by_the_whole_index_on_an_unanalysed_databas
             "PREPARE refs (bigint, text, text[]) AS {}",
             chargegate_store::postgres::USED_DECISION_REFERENCES
         ),
+        &format!(
+            "PREPARE batch (bytea, text[], text[], text) AS {}",
+            chargegate_store::postgres::LOCK_AND_READ_DECISIONS
+        ),
     ] {
         sqlx::query(sql).execute(&mut *conn).await.unwrap();
     }
-    let plan: Vec<String> = sqlx::query_scalar(&format!(
-        "EXPLAIN EXECUTE refs({}, 'decline', ARRAY['REF-00001', 'REF-02999'])",
-        f.operator
-    ))
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap();
-    let plan = plan.join("\n");
-    assert!(plan.contains("decisions_reference_unique"), "{plan}");
-    let index_line = plan
-        .lines()
-        .skip_while(|l| !l.contains("decisions_reference_unique"))
-        .nth(1)
-        .unwrap_or_default();
-    assert!(
-        index_line.contains("Index Cond") && index_line.contains("reference_number"),
-        "{plan}"
-    );
+    for execute in [
+        format!(
+            "EXPLAIN EXECUTE refs({}, 'decline', ARRAY['REF-00001', 'REF-02999'])",
+            f.operator
+        ),
+        "EXPLAIN EXECUTE batch('\\x00', ARRAY['U00001'], ARRAY['REF-00001', 'REF-02999'], \
+         'decline')"
+            .to_owned(),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(&execute)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("decisions_reference_unique"), "{plan}");
+        let index_line = plan
+            .lines()
+            .skip_while(|l| !l.contains("decisions_reference_unique"))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            index_line.contains("Index Cond") && index_line.contains("reference_number"),
+            "{plan}"
+        );
+        if execute.contains("batch(") {
+            // The charges by their number, each decision by its charge.
+            assert!(plan.contains("charges_number_key"), "{plan}");
+            assert!(plan.contains("decisions_pkey"), "{plan}");
+            assert!(!plan.contains("Seq Scan on decisions"), "{plan}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use chargegate_core::store::{AttemptPermit, NewToken};
+use chargegate_core::store::{AttemptPermit, NewToken, TokenRecord};
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::{TOKEN_BYTES, Token};
 use serde::Serialize;
@@ -189,6 +189,12 @@ pub async fn authenticate(state: &AppState, token: &Token) -> Result<Caller, Api
         .token(&token.hash())
         .await?
         .ok_or_else(ApiError::invalid_token)?;
+    admit(state, &record)
+}
+
+/// Whether a stored token's caller may go on: not revoked, user enabled, not expired,
+/// within the operator's rate limit.
+pub fn admit(state: &AppState, record: &TokenRecord) -> Result<Caller, ApiError> {
     if record.revoked || !record.user_enabled {
         return Err(ApiError::invalid_token());
     }
@@ -211,6 +217,6 @@ pub async fn authenticate(state: &AppState, token: &Token) -> Result<Caller, Api
     Ok(Caller {
         user_id: record.user_id,
         operator_id: record.operator_id,
-        operator_code: record.operator_code,
+        operator_code: record.operator_code.clone(),
     })
 }

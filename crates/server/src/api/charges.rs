@@ -9,11 +9,11 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chargegate_core::batch::{
-    Batch, ItemError, ItemErrorCode, ItemInput, ItemRequest, MAX_ITEMS, Method, Verdict,
+    ItemError, ItemErrorCode, ItemInput, ItemRequest, MAX_ITEMS, Method, Verdict,
 };
 use chargegate_core::charge::{Charge, ChargeField, StatusGroup};
 use chargegate_core::clock::Timestamp;
-use chargegate_core::store::ListQuery;
+use chargegate_core::store::{Authorized, ListQuery, TokenBatch, TokenRecord};
 use chargegate_core::text::{ChargeNumber, CustomerId, ReferenceNumber, TextError};
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -21,7 +21,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::BASE;
-use super::auth::authenticate;
+use super::auth::{admit, authenticate};
 use super::context::RequestId;
 use super::envelope::{Empty, Envelope, JsonAmount};
 use super::error::{ApiError, Code};
@@ -156,20 +156,49 @@ async fn batch(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let token = extract::token(body.get("token"), &headers)?;
-    let caller = authenticate(&state, &token).await?;
-    let items = parse_items(method, body.get(method.set_name()))?;
-    let batch = Batch {
+    let items = match parse_items(method, body.get(method.set_name())) {
+        Ok(items) => items,
+        Err(e) => {
+            // A bad token is the first thing a call hears about.
+            authenticate(&state, &token).await?;
+            return Err(e);
+        }
+    };
+    let request = TokenBatch {
+        token: token.hash(),
         method,
-        operator_id: caller.operator_id,
-        user_id: caller.user_id,
         request_id,
         at: state.clock.now(),
         items,
     };
+    // The token is checked in the batch's own transaction where the store can; `admit`
+    // keeps the reason of a refusal for the answer.
+    let refusal = std::sync::Mutex::new(None);
+    let admission = |record: &TokenRecord| match admit(&state, record) {
+        Ok(_) => true,
+        Err(e) => {
+            *refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            false
+        }
+    };
     let started = Instant::now();
-    let verdicts = state.store.apply_batch(&batch).await;
-    state.metrics.batch_transaction(method, started.elapsed());
-    let verdicts = verdicts?;
+    let outcome = state.store.apply_token_batch(request, &admission).await;
+    if !matches!(
+        outcome,
+        Ok(Authorized::UnknownToken | Authorized::Refused(_))
+    ) {
+        state.metrics.batch_transaction(method, started.elapsed());
+    }
+    let (batch, verdicts) = match outcome? {
+        Authorized::UnknownToken => return Err(ApiError::invalid_token()),
+        Authorized::Refused(_) => {
+            let refusal = refusal.into_inner().unwrap_or_else(|p| p.into_inner());
+            return Err(refusal.unwrap_or_else(ApiError::invalid_token));
+        }
+        Authorized::Applied {
+            batch, verdicts, ..
+        } => (batch, verdicts),
+    };
     state.metrics.items_judged(method, &verdicts);
 
     let failed: Vec<FailedItem<'_>> = batch

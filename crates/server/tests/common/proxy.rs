@@ -3,7 +3,7 @@
 //! transaction's COMMIT (before the server gets it, or after it got it and before its
 //! answer comes back).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ pub struct Proxy {
     target: String,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     at_commit: Arc<AtomicU8>,
+    /// ReadyForQuery messages PostgreSQL sent: one per round trip a client waited for.
+    ready: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -38,9 +40,17 @@ impl Proxy {
             target,
             tasks: Arc::default(),
             at_commit: Arc::new(AtomicU8::new(AtCommit::Pass as u8)),
+            ready: Arc::default(),
         };
         proxy.serve(listener);
         proxy
+    }
+
+    /// How many round trips clients have made through the proxy so far: each simple
+    /// query or extended-protocol Sync ends in one ReadyForQuery. Needs plain text
+    /// (`sslmode=disable`).
+    pub fn round_trips(&self) -> u64 {
+        self.ready.load(Ordering::SeqCst)
     }
 
     /// Arms the next COMMIT (one only; later ones pass).
@@ -52,13 +62,15 @@ impl Proxy {
         let tasks = self.tasks.clone();
         let target = self.target.clone();
         let at_commit = self.at_commit.clone();
+        let ready = self.ready.clone();
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let target = target.clone();
                 let at_commit = at_commit.clone();
+                let ready = ready.clone();
                 let pipe = tokio::spawn(async move {
                     if let Ok(outbound) = TcpStream::connect(&target).await {
-                        pipe(inbound, outbound, at_commit).await;
+                        pipe(inbound, outbound, at_commit, ready).await;
                     }
                 });
                 tasks.lock().unwrap().push(pipe);
@@ -82,11 +94,41 @@ impl Proxy {
 
 /// Copies both ways until either side closes, watching the client's bytes for an armed
 /// COMMIT.
-async fn pipe(inbound: TcpStream, outbound: TcpStream, at_commit: Arc<AtomicU8>) {
+async fn pipe(
+    inbound: TcpStream,
+    outbound: TcpStream,
+    at_commit: Arc<AtomicU8>,
+    ready: Arc<AtomicU64>,
+) {
     let (mut client_read, mut client_write) = inbound.into_split();
     let (mut server_read, mut server_write) = outbound.into_split();
     let answers = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        // Every server message is framed (type byte, then a length that counts itself)
+        // once no TLS is negotiated; count the ReadyForQuery ones ('Z').
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match server_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buffer[..n]);
+            let mut at = 0;
+            while pending.len() >= at + 5 {
+                let len = u32::from_be_bytes(pending[at + 1..at + 5].try_into().unwrap()) as usize;
+                if pending.len() < at + 1 + len {
+                    break;
+                }
+                if pending[at] == b'Z' {
+                    ready.fetch_add(1, Ordering::SeqCst);
+                }
+                at += 1 + len;
+            }
+            pending.drain(..at);
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
+        }
     });
     let mut buffer = vec![0u8; 64 * 1024];
     loop {

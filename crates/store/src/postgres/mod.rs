@@ -25,9 +25,9 @@ use chargegate_core::charge::{Charge, StatusGroup};
 use chargegate_core::clock::Timestamp;
 use chargegate_core::import::ResolvedCharge;
 use chargegate_core::store::{
-    AdminStore, AttemptPermit, ImportOutcome, ImportSummary, ListQuery, LoginPolicy, LoginUser,
-    NewCharge, NewOperator, NewToken, NewUser, Operator, Progress, Store, StoreError, StoreResult,
-    TokenRecord,
+    AdminStore, Admission, AttemptPermit, Authorized, ImportOutcome, ImportSummary, ListQuery,
+    LoginPolicy, LoginUser, NewCharge, NewOperator, NewToken, NewUser, Operator, Progress, Store,
+    StoreError, StoreResult, TokenBatch, TokenRecord,
 };
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::TokenHash;
@@ -39,6 +39,9 @@ use crate::error::from_sqlx;
 use crate::migrations::{self, migrator};
 use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS, TokenRow};
 use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
+
+mod batch;
+pub use batch::{LOCK_AND_READ_ACKNOWLEDGEMENTS, LOCK_AND_READ_DECISIONS};
 
 /// How often a batch is retried after losing a race the locks could not prevent.
 const MAX_ATTEMPTS: u32 = 8;
@@ -80,9 +83,12 @@ fn is_connection_loss(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Why a transaction attempt failed: a lost race worth retrying, or a final error.
+/// Why a transaction attempt failed: a lost race worth retrying, a connection found
+/// broken before COMMIT (worth one more try on another connection: nothing of the attempt
+/// can have been committed), or a final error.
 enum Failure {
     Retry(String),
+    Broken(StoreError),
     Final(StoreError),
 }
 
@@ -97,6 +103,8 @@ impl From<sqlx::Error> for Failure {
             .unwrap_or_default();
         if matches!(code.as_str(), "23505" | "40001" | "40P01") {
             Failure::Retry(e.to_string())
+        } else if is_connection_loss(&e) {
+            Failure::Broken(from_sqlx(e))
         } else {
             Failure::Final(from_sqlx(e))
         }
@@ -126,6 +134,9 @@ impl PostgresStore {
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .idle_timeout(Duration::from_secs(300))
+            // No ping before every use: it would cost each call a round trip. A
+            // connection found broken is replaced, and the call tried once more.
+            .test_before_acquire(false)
             .connect_with(connect)
             .await
             .map_err(|e| {
@@ -145,13 +156,25 @@ impl PostgresStore {
         let (snapshot, xid) = read_snapshot(&mut tx, batch).await?;
         let (verdicts, changes) = batch.decide(&snapshot);
         write_plan(&mut tx, batch, &changes).await?;
+        self.commit(tx, changes.is_empty(), xid).await?;
+        Ok(verdicts)
+    }
+
+    /// Commits a batch's transaction and, when the connection is lost during COMMIT,
+    /// finds out whether it happened (see [`PostgresStore::commit_outcome`]).
+    async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        nothing_to_apply: bool,
+        xid: Option<String>,
+    ) -> Result<(), Failure> {
         match tx.commit().await {
-            Ok(()) => Ok(verdicts),
+            Ok(()) => Ok(()),
             // Nothing to apply: whatever became of the transaction, the verdicts hold.
-            Err(_) if changes.is_empty() => Ok(verdicts),
+            Err(_) if nothing_to_apply => Ok(()),
             Err(e) if is_connection_loss(&e) => match xid {
                 Some(xid) => match self.commit_outcome(&xid).await {
-                    Outcome::Committed => Ok(verdicts),
+                    Outcome::Committed => Ok(()),
                     Outcome::Aborted => Err(Failure::Final(StoreError::Unavailable(format!(
                         "the connection was lost during COMMIT, which did not happen: {e}"
                     )))),
@@ -853,6 +876,8 @@ impl Store for PostgresStore {
             match self.try_apply_batch(batch).await {
                 Ok(verdicts) => return Ok(verdicts),
                 Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Broken(e)) if attempt > 0 => return Err(e),
+                Err(Failure::Broken(e)) => last = e.into_message(),
                 Err(Failure::Retry(reason)) => {
                     tracing::debug!(attempt, %reason, "{}: retrying after a lost race", batch.method);
                     last = reason;
@@ -863,6 +888,14 @@ impl Store for PostgresStore {
             "{} kept losing races ({MAX_ATTEMPTS} attempts): {last}",
             batch.method
         )))
+    }
+
+    async fn apply_token_batch(
+        &self,
+        request: TokenBatch,
+        admit: Admission<'_>,
+    ) -> StoreResult<Authorized> {
+        self.token_batch(request, admit).await
     }
 
     async fn list_charges(&self, query: &ListQuery) -> StoreResult<Vec<Charge>> {
