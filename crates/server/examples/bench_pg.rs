@@ -16,7 +16,7 @@
 //!   no TLS, nothing in between.
 //! * **chargegate**: the real server binary (`target/release/chargegate serve`) over HTTP
 //!   with `clients` clients, each call declining 50 fresh PENDING charges with reference
-//!   numbers.
+//!   numbers, its pool sized to the clients (`db_max_connections`).
 //!
 //! The cases: a template analysed after filling (8 and 64 clients), and one never analysed
 //! (autovacuum off on its tables: what a database looks like right after it was filled).
@@ -90,7 +90,10 @@ async fn run(rounds: usize, calls: usize) {
             recreate(&admin, RUN, Some(case.template)).await;
             case.raw.push(raw(&url, calls, case.clients).await);
             recreate(&admin, RUN, Some(case.template)).await;
-            let product = Server::start(&binary, &url, &[]).await;
+            // A pool as large as the clients: the concurrency the raw side has.
+            let pool = case.clients.to_string();
+            let env = [("CHARGEGATE_DB_MAX_CONNECTIONS", pool.as_str())];
+            let product = Server::start(&binary, &url, &env).await;
             let backends = backend_cpu();
             let mut rate = kit::declines(&product, calls, case.clients).await;
             rate.cpu_ms_per_call += (backend_cpu() - backends) * 1000.0 / calls as f64;

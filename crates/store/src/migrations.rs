@@ -20,6 +20,11 @@ pub(crate) const SQLITE: &[Source] = &[
         "engine",
         include_str!("../migrations/sqlite/0002_engine.sql"),
     ),
+    (
+        5,
+        "decision_keys",
+        include_str!("../migrations/sqlite/0005_decision_keys.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Source] = &[
@@ -32,6 +37,11 @@ pub(crate) const POSTGRES: &[Source] = &[
         2,
         "engine",
         include_str!("../migrations/postgres/0002_engine.sql"),
+    ),
+    (
+        5,
+        "decision_keys",
+        include_str!("../migrations/postgres/0005_decision_keys.sql"),
     ),
 ];
 
