@@ -82,7 +82,7 @@ impl Default for Settings {
             login_max_failures: 10,
             login_lockout: 900,
             log_format: LogFormat::Pretty,
-            log: "info".into(),
+            log: "info,sqlx=warn".into(),
             db_max_connections: 8,
             db_timeout: 5,
             header_timeout: 10,
