@@ -6,6 +6,8 @@
 //! [`batch`] as a pure function of the request items and a snapshot of the stored
 //! charges, so every storage backend applies exactly the same rules.
 
+pub mod accounts;
+pub mod audit;
 pub mod batch;
 pub mod charge;
 pub mod clock;

@@ -268,7 +268,7 @@ pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 /// one thing a request does; writes are one transaction each. Implementations must be
 /// safe to share between tasks and between server processes on one database.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + crate::audit::AuditStore {
     /// Which backend this is (`sqlite`, `postgres`), for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -342,7 +342,7 @@ pub trait Store: Send + Sync {
 
 /// What the command line and set-up need: schema, operators, users, imports.
 #[async_trait]
-pub trait AdminStore: Send + Sync {
+pub trait AdminStore: Send + Sync + crate::accounts::AccountAdmin {
     /// Applies pending migrations; a no-op on an up-to-date database.
     async fn migrate(&self) -> StoreResult<()>;
 

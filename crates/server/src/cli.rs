@@ -19,7 +19,7 @@ use crate::config::{FlagOverrides, LogFormat, Settings};
 use crate::metrics::Metrics;
 use crate::passwords::{self, Passwords};
 use crate::ratelimit::OperatorRateLimit;
-use crate::{csv_import, demo, telemetry};
+use crate::{admin_cli, csv_import, demo, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -140,6 +140,8 @@ enum OperatorCommand {
         #[arg(long, value_name = "CUR")]
         local_currency: String,
     },
+    /// List operators with their counts of users and of charges by status.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,12 +154,64 @@ enum UserCommand {
         #[arg(long, value_name = "CODE")]
         operator: String,
     },
+    /// List users with their operator, enabled flag, last login and lockout state.
+    List {
+        /// Only this operator's users.
+        #[arg(long, value_name = "CODE")]
+        operator: Option<String>,
+    },
+    /// Disable a user: logins refused and every token revoked, at once, on every server.
+    Disable {
+        username: String,
+        #[arg(long, value_name = "CODE")]
+        operator: String,
+    },
+    /// Enable a disabled user again (revoked tokens stay revoked).
+    Enable {
+        username: String,
+        #[arg(long, value_name = "CODE")]
+        operator: String,
+    },
+    /// Set a user's password: typed twice on a terminal (not shown), or one line of
+    /// standard input. Revokes the user's tokens.
+    Passwd {
+        username: String,
+        #[arg(long, value_name = "CODE")]
+        operator: String,
+    },
+    /// Lift a login lockout: forget the user's failed logins.
+    Unlock {
+        username: String,
+        #[arg(long, value_name = "CODE")]
+        operator: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum ChargesCommand {
     /// Load charges from a CSV file, all or nothing.
     Import { file: PathBuf },
+    /// Show a charge and its whole history.
+    Show {
+        number: String,
+        /// Print the JSON of GET /chargegate/v1/charges/show's `data` instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the reconciliation feed of a window (every status change) to standard output.
+    ///
+    /// Times are YYYY-MM-DDTHH:MM:SS in UTC, or YYYY-MM-DD meaning 00:00:00 that day; the
+    /// window includes --from and excludes --to.
+    Export {
+        #[arg(long, value_name = "CODE")]
+        operator: String,
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: crate::admin_cli::ExportFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -401,7 +455,32 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::User(UserCommand::Add { username, operator }) => {
             user_add(&settings, &username, &operator).await
         }
+        Command::Operator(OperatorCommand::List) => admin_cli::operator_list(&settings).await,
+        Command::User(UserCommand::List { operator }) => {
+            admin_cli::user_list(&settings, operator.as_deref()).await
+        }
+        Command::User(UserCommand::Disable { username, operator }) => {
+            admin_cli::user_set_enabled(&settings, &username, &operator, false).await
+        }
+        Command::User(UserCommand::Enable { username, operator }) => {
+            admin_cli::user_set_enabled(&settings, &username, &operator, true).await
+        }
+        Command::User(UserCommand::Passwd { username, operator }) => {
+            admin_cli::user_passwd(&settings, &username, &operator).await
+        }
+        Command::User(UserCommand::Unlock { username, operator }) => {
+            admin_cli::user_unlock(&settings, &username, &operator).await
+        }
         Command::Charges(ChargesCommand::Import { file }) => charges_import(&settings, &file).await,
+        Command::Charges(ChargesCommand::Show { number, json }) => {
+            admin_cli::charges_show(&settings, &number, json).await
+        }
+        Command::Charges(ChargesCommand::Export {
+            operator,
+            from,
+            to,
+            format,
+        }) => admin_cli::charges_export(&settings, &operator, &from, &to, format).await,
         Command::Config(ConfigCommand::Example)
         | Command::Completions { .. }
         | Command::Manpage => Ok(()),
@@ -709,7 +788,7 @@ async fn user_add(settings: &Settings, username: &str, operator: &str) -> anyhow
     let username = Username::parse(username).map_err(|e| anyhow!("username '{username}' {e}"))?;
     let code =
         OperatorCode::parse(operator).map_err(|e| anyhow!("operator code '{operator}' {e}"))?;
-    let password = read_password()?;
+    let password = read_password("nothing was created")?;
     let store = open_store(settings).await?;
     let operator = store
         .operator_by_code(&code)
@@ -737,17 +816,17 @@ async fn user_add(settings: &Settings, username: &str, operator: &str) -> anyhow
 /// The new user's password. On a terminal it is typed twice without echo; otherwise it
 /// is one line of standard input, without its line ending. Never an argument, where `ps`
 /// would show it.
-fn read_password() -> anyhow::Result<String> {
+pub(crate) fn read_password(outcome: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         let cannot = "cannot read the password from the terminal";
         let password = rpassword::prompt_password("password: ").context(cannot)?;
         if password.is_empty() {
-            bail!("the password must not be empty; nothing was created");
+            bail!("the password must not be empty; {outcome}");
         }
         let again = rpassword::prompt_password("password again: ").context(cannot)?;
         if again != password {
-            bail!("the two passwords differ; nothing was created");
+            bail!("the two passwords differ; {outcome}");
         }
         return Ok(password);
     }
@@ -759,7 +838,7 @@ fn read_password() -> anyhow::Result<String> {
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
     if password.is_empty() {
-        bail!("the password (one line on standard input) must not be empty");
+        bail!("the password (one line on standard input) must not be empty; {outcome}");
     }
     Ok(password.to_owned())
 }

@@ -4,6 +4,7 @@
 //! The binary's entry point is [`cli::main`]; the library exists so that tests can run
 //! the real server in-process ([`app::serve`]).
 
+pub mod admin_cli;
 pub mod api;
 pub mod app;
 pub mod build;

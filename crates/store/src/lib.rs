@@ -12,6 +12,7 @@ use std::sync::Arc;
 use chargegate_core::Database;
 use chargegate_core::store::StoreError;
 
+mod audit_rows;
 pub mod copy;
 mod error;
 mod migrations;

@@ -21,6 +21,11 @@ pub(crate) const SQLITE: &[Source] = &[
         include_str!("../migrations/sqlite/0002_engine.sql"),
     ),
     (
+        4,
+        "audit",
+        include_str!("../migrations/sqlite/0004_audit.sql"),
+    ),
+    (
         5,
         "decision_keys",
         include_str!("../migrations/sqlite/0005_decision_keys.sql"),
@@ -37,6 +42,11 @@ pub(crate) const POSTGRES: &[Source] = &[
         2,
         "engine",
         include_str!("../migrations/postgres/0002_engine.sql"),
+    ),
+    (
+        4,
+        "audit",
+        include_str!("../migrations/postgres/0004_audit.sql"),
     ),
     (
         5,

@@ -84,6 +84,7 @@ pub const TABLES: &[Table] = &[
                 kind: Kind::Bool,
             },
             int("created_at"),
+            int("last_login_at"),
         ],
         page_key: Some("id"),
         order_by: "id",
@@ -207,6 +208,14 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "each database records its own migrations",
     ),
 ];
+
+/// Columns that exist on one backend only and are deliberately not copied, and why.
+pub const NOT_COPIED_COLUMNS: &[(&str, &str, &str)] = &[(
+    "charge_history",
+    "xid",
+    "PostgreSQL's feed position: the id of the transaction that wrote the row, meaningful \
+     only in the database it is in (a target fills it with the copy's own)",
+)];
 
 /// Tables whose rows make a database "not empty" for `db copy`.
 pub const CONTENT_TABLES: &[&str] = &["operators", "users", "tokens", "charges"];

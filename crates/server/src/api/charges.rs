@@ -437,7 +437,7 @@ pub fn plain_integer(text: &str) -> Option<u64> {
 }
 
 /// A client's value, cut short, for a message.
-fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     const MAX: usize = 64;
     if value.chars().count() <= MAX {
         value.to_owned()

@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 
+pub mod audit;
 pub mod auth;
 pub mod charges;
 pub mod context;
@@ -42,6 +43,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(charges::decline))
         .routes(routes!(charges::acknowledge))
         .routes(routes!(charges::list))
+        .routes(routes!(audit::show))
+        .routes(routes!(audit::decisions))
 }
 
 /// The OpenAPI 3.1 document of every method under [`BASE`].

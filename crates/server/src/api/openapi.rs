@@ -34,7 +34,8 @@ use super::error::Code;
         title = "chargegate",
         description = "CRM.COM's Netflix charges Web API as chargegate serves it: an operator's \
 billing system logs in, lists the Netflix charges raised against its customers, and \
-answers them (accept, decline, acknowledge).
+answers them (accept, decline, acknowledge). chargegate's own additions (tag `audit`) \
+live under `/chargegate/v1/` and take the same tokens, envelope and codes.
 
 **Envelope.** Every response, errors included, is one JSON object \
 `{\"data\": …, \"status\": {\"code\", \"description\", \"message\"}}`. On success \
@@ -77,6 +78,9 @@ JSON numbers with at most the currency's minor-unit digits."
     tags(
         (name = "authentication", description = "Logging in and releasing tokens."),
         (name = "charges", description = "Listing and answering Netflix charges."),
+        (name = "audit", description = "chargegate's own methods under `/chargegate/v1/`, \
+beyond CRM.COM: a charge's whole history, and the reconciliation feed of every status \
+change in a time window."),
     ),
     components(schemas(StatusCode, ItemErrorCode))
 )]
@@ -613,6 +617,175 @@ impl IntoResponses for BatchErrors {
 pub struct ListErrors;
 
 impl IntoResponses for ListErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&codes(&[&[Code::InvalidParameter], &AUTHENTICATED, &EVERY]))
+    }
+}
+
+/// A time as the API writes it (the schema of every `…_on` and `at` field).
+pub struct Timestamp;
+
+impl PartialSchema for Timestamp {
+    fn schema() -> RefOr<Schema> {
+        timestamp().into()
+    }
+}
+
+impl ToSchema for Timestamp {}
+
+/// A charge status.
+pub struct ChargeStatusName;
+
+impl PartialSchema for ChargeStatusName {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            ChargeStatus::ALL.iter().map(ChargeStatus::as_str),
+            "A charge's status: `PENDING` is the only open one; the other four are final.",
+        )
+        .into()
+    }
+}
+
+impl ToSchema for ChargeStatusName {}
+
+/// An event of a charge's history.
+pub struct HistoryEventName;
+
+impl PartialSchema for HistoryEventName {
+    fn schema() -> RefOr<Schema> {
+        use chargegate_core::audit::HistoryEvent;
+        string_enum(
+            HistoryEvent::ALL.iter().map(HistoryEvent::as_str),
+            "What happened: `received` (the charge arrived), a status change (`approved`, \
+             `declined`, `bad_request`, `rejected`), or `acknowledged`.",
+        )
+        .into()
+    }
+}
+
+impl ToSchema for HistoryEventName {}
+
+fn query_parameter(name: &str, required: bool, description: &str, schema: Schema) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+fn token_parameter() -> Parameter {
+    query_parameter(
+        "token",
+        false,
+        "The token; may come as `Authorization: Bearer` instead.",
+        ObjectBuilder::new().schema_type(Type::String).into(),
+    )
+}
+
+/// The query of `charges/show`.
+pub struct ShowQuery;
+
+impl IntoParams for ShowQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            token_parameter(),
+            query_parameter(
+                "number",
+                true,
+                "The charge's number. A charge of another operator answers like a missing \
+                 one.",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .examples(["I00002706"])
+                    .into(),
+            ),
+            request_id_parameter(),
+        ]
+    }
+}
+
+/// A time parameter of the feed: a strict pattern for the written form (the calendar
+/// itself, such as the 30th of February, is checked by the server).
+fn time_parameter_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(
+            r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d$",
+        ))
+        .description(Some("UTC, `YYYY-MM-DDTHH:MM:SS`"))
+        .examples(["2026-11-01T00:00:00"])
+        .into()
+}
+
+/// The query of `charges/decisions`.
+pub struct DecisionsQuery;
+
+impl IntoParams for DecisionsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            token_parameter(),
+            query_parameter(
+                "from",
+                true,
+                "Start of the window (included), UTC `YYYY-MM-DDTHH:MM:SS`.",
+                time_parameter_schema(),
+            ),
+            query_parameter(
+                "to",
+                true,
+                "End of the window (excluded), UTC `YYYY-MM-DDTHH:MM:SS`. A window that \
+                 ends at or before its start is empty.",
+                time_parameter_schema(),
+            ),
+            query_parameter(
+                "after",
+                false,
+                "The `next` of the previous page; absent for the first page.",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^(0|[1-9]\d{0,17})-(0|[1-9]\d{0,17})$"))
+                    .examples(["0-42"])
+                    .into(),
+            ),
+            query_parameter(
+                "limit",
+                false,
+                "Most entries on this page, in plain decimal digits; default 100.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(super::audit::MAX_FEED_PAGE))
+                    .into(),
+            ),
+            request_id_parameter(),
+        ]
+    }
+}
+
+/// Failures of `charges/show`.
+pub struct ShowErrors;
+
+impl IntoResponses for ShowErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&codes(&[
+            &[Code::InvalidParameter, Code::NotFound],
+            &AUTHENTICATED,
+            &EVERY,
+        ]))
+    }
+}
+
+/// Failures of `charges/decisions`.
+pub struct DecisionsErrors;
+
+impl IntoResponses for DecisionsErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         error_responses(&codes(&[&[Code::InvalidParameter], &AUTHENTICATED, &EVERY]))
     }

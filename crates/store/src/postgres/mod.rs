@@ -40,6 +40,8 @@ use crate::migrations::{self, migrator};
 use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS, TokenRow};
 use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
+mod accounts;
+mod audit;
 mod batch;
 pub use batch::{LOCK_AND_READ_ACKNOWLEDGEMENTS, LOCK_AND_READ_DECISIONS};
 
@@ -817,6 +819,12 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(sql_err)?;
+        sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
+            .bind(token.user_id)
+            .bind(token.issued_at.unix())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err)?;
         // Keep the table from growing forever; expired tokens stay a week so that a
         // client still hears EXPIRED_TOKEN rather than INVALID_TOKEN for a while.
         sqlx::query("DELETE FROM tokens WHERE expires_at < $1")

@@ -39,6 +39,8 @@ use crate::migrations::{self, migrator};
 use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS, TokenRow};
 use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
+mod accounts;
+mod audit;
 mod writer;
 
 use writer::Writer;
@@ -994,6 +996,9 @@ impl Store for SqliteStore {
                 )
                 .and_then(|mut s| s.execute(params![&hash[..], user_id, issued, expires]))
                 .map_err(from_sqlite)?;
+                conn.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")
+                    .and_then(|mut s| s.execute(params![user_id, issued]))
+                    .map_err(from_sqlite)?;
                 // Keep the table from growing forever; expired tokens stay a week so that
                 // a client still hears EXPIRED_TOKEN rather than INVALID_TOKEN for a while.
                 conn.prepare_cached("DELETE FROM tokens WHERE expires_at < ?1")

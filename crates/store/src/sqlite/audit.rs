@@ -1,0 +1,200 @@
+//! The audit trail on SQLite: `charges/show` and the reconciliation feed. Both are reads
+//! on reader connections; they never queue behind the writer.
+//!
+//! The feed's position is the history row's id. SQLite has one writer at a time (in a
+//! process, the writer thread; across processes, `BEGIN IMMEDIATE`), so transactions
+//! commit one after another, and a row's id (the largest id plus one, at the time it is
+//! written) is greater than every id committed before it. Rows are never deleted
+//! (`charge_history` is append-only), so an id is never handed out again once committed.
+//! A reader sees a prefix of that order: paging by id never skips or repeats a row.
+
+use async_trait::async_trait;
+use chargegate_core::audit::{AuditStore, ChargeRecord, FeedPage, FeedQuery};
+use chargegate_core::store::StoreResult;
+use chargegate_core::text::ChargeNumber;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteStore;
+use crate::audit_rows::{FeedRow, HistoryRow, IS_STATUS_CHANGE, RecordRow};
+use crate::error::from_sqlite;
+use crate::rows::ChargeRow;
+
+const RECORD_SQL: &str = "SELECT c.id, o.code, c.number, c.customer_id, c.amount_minor, \
+        c.currency, c.local_amount_minor, c.local_currency, c.paid_through_date, c.status, \
+        c.received_on, c.set_as_approved_on, c.set_as_declined_on, c.set_as_bad_request_on, \
+        c.set_as_rejected_on, c.netflix_customer_id, c.acknowledged_status, \
+        d.reference_number AS decision_reference \
+     FROM charges c JOIN operators o ON o.id = c.operator_id \
+     LEFT JOIN decisions d ON d.charge_id = c.id \
+     WHERE c.number = ?1 AND (?2 IS NULL OR c.operator_id = ?2)";
+
+const HISTORY_SQL: &str = "SELECT h.at, h.event, h.from_status, h.to_status, u.username, \
+        h.request_id, h.reference_number \
+     FROM charge_history h LEFT JOIN users u ON u.id = h.user_id \
+     WHERE h.charge_id = ?1 ORDER BY h.id";
+
+fn feed_sql() -> String {
+    format!(
+        "SELECT h.id, c.number, c.customer_id, h.at, h.event, h.from_status, h.to_status, \
+                u.username, h.request_id, h.reference_number, c.amount_minor, c.currency \
+         FROM charge_history h JOIN charges c ON c.id = h.charge_id \
+         LEFT JOIN users u ON u.id = h.user_id \
+         WHERE h.id > ?1 AND c.operator_id = ?2 AND h.at >= ?3 AND h.at < ?4 \
+           AND {IS_STATUS_CHANGE} \
+         ORDER BY h.id LIMIT ?5"
+    )
+}
+
+fn history_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryRow> {
+    Ok(HistoryRow {
+        at: r.get("at")?,
+        event: r.get("event")?,
+        from_status: r.get("from_status")?,
+        to_status: r.get("to_status")?,
+        username: r.get("username")?,
+        request_id: r.get("request_id")?,
+        reference_number: r.get("reference_number")?,
+    })
+}
+
+fn charge_record(
+    conn: &Connection,
+    operator_id: Option<i64>,
+    number: &str,
+) -> StoreResult<Option<ChargeRecord>> {
+    // One read transaction: the charge and its history from the same snapshot.
+    let tx = conn.unchecked_transaction().map_err(from_sqlite)?;
+    let found = tx
+        .prepare_cached(RECORD_SQL)
+        .and_then(|mut s| {
+            s.query_row(params![number, operator_id], |r| {
+                Ok((
+                    r.get::<_, i64>("id")?,
+                    r.get::<_, String>("code")?,
+                    r.get::<_, String>("number")?,
+                    r.get::<_, String>("customer_id")?,
+                    r.get::<_, i64>("amount_minor")?,
+                    r.get::<_, String>("currency")?,
+                    r.get::<_, i64>("local_amount_minor")?,
+                    r.get::<_, String>("local_currency")?,
+                    r.get::<_, String>("paid_through_date")?,
+                    r.get::<_, String>("status")?,
+                    [
+                        r.get::<_, Option<i64>>("received_on")?,
+                        r.get("set_as_approved_on")?,
+                        r.get("set_as_declined_on")?,
+                        r.get("set_as_bad_request_on")?,
+                        r.get("set_as_rejected_on")?,
+                    ],
+                    (
+                        r.get::<_, Option<String>>("netflix_customer_id")?,
+                        r.get::<_, Option<String>>("acknowledged_status")?,
+                        r.get::<_, Option<String>>("decision_reference")?,
+                    ),
+                ))
+            })
+            .optional()
+        })
+        .map_err(from_sqlite)?;
+    let Some((
+        id,
+        code,
+        number,
+        customer,
+        amount,
+        currency,
+        local,
+        local_currency,
+        paid,
+        status,
+        stamps,
+        extra,
+    )) = found
+    else {
+        return Ok(None);
+    };
+    let history = tx
+        .prepare_cached(HISTORY_SQL)
+        .and_then(|mut s| {
+            s.query_map([id], history_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(from_sqlite)?
+        .into_iter()
+        .map(HistoryRow::into_entry)
+        .collect::<StoreResult<Vec<_>>>()?;
+    tx.commit().map_err(from_sqlite)?;
+    let (netflix_customer, acknowledged_status, reference_number) = extra;
+    RecordRow {
+        operator: code,
+        charge: ChargeRow {
+            number,
+            customer,
+            amount_minor: amount,
+            currency: &currency,
+            local_amount_minor: local,
+            local_currency: &local_currency,
+            paid_through_date: &paid,
+            status: &status,
+            received_on: stamps[0].unwrap_or_default(),
+            set_as_approved_on: stamps[1],
+            set_as_declined_on: stamps[2],
+            set_as_bad_request_on: stamps[3],
+            set_as_rejected_on: stamps[4],
+        },
+        reference_number,
+        netflix_customer,
+        acknowledged_status,
+    }
+    .into_record(history)
+    .map(Some)
+}
+
+fn decision_feed(conn: &Connection, query: &FeedQuery) -> StoreResult<FeedPage> {
+    let mut stmt = conn.prepare_cached(&feed_sql()).map_err(from_sqlite)?;
+    let rows = stmt
+        .query_map(
+            params![
+                query.after.row,
+                query.operator_id,
+                query.from.unix(),
+                query.to.unix(),
+                i64::from(query.limit)
+            ],
+            |r| {
+                Ok(FeedRow {
+                    commit: 0,
+                    row: r.get("id")?,
+                    number: r.get("number")?,
+                    customer: r.get("customer_id")?,
+                    history: history_row(r)?,
+                    amount_minor: r.get("amount_minor")?,
+                    currency: r.get("currency")?,
+                })
+            },
+        )
+        .map_err(from_sqlite)?;
+    let entries = rows
+        .map(|row| row.map_err(from_sqlite)?.into_entry())
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(FeedPage {
+        entries,
+        held_back: false,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn charge_record(
+        &self,
+        operator_id: Option<i64>,
+        number: &ChargeNumber,
+    ) -> StoreResult<Option<ChargeRecord>> {
+        self.readers
+            .read(|conn| charge_record(conn, operator_id, number.as_str()))
+    }
+
+    async fn decision_feed(&self, query: &FeedQuery) -> StoreResult<FeedPage> {
+        self.readers.read(|conn| decision_feed(conn, query))
+    }
+}
