@@ -212,3 +212,107 @@ on_every_backend! {
         assert!(err.contains("no charge I404"), "{err}");
     }
 }
+
+/// Runs the binary under `script`, a pseudo-terminal, answering each prompt in turn;
+/// returns what the terminal showed and the exit code. `None` when `script` is missing.
+fn on_a_terminal(url: &str, args: &[&str], answers: &[(&str, &str)]) -> Option<(String, i32)> {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let quoted: Vec<String> = std::iter::once(common::process::BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let mut command = Command::new("script");
+    command
+        .args(["-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CHARGEGATE_") {
+            command.env_remove(k);
+        }
+    }
+    command
+        .env("CHARGEGATE_DATABASE_URL", url)
+        .env("CHARGEGATE_LOG", "warn");
+    let mut child = command.spawn().ok()?;
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut shown = String::new();
+    let mut consumed = 0;
+    for (prompt, answer) in answers {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !shown[consumed..].contains(prompt) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no prompt {prompt:?} in {shown:?}"));
+            shown.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        consumed = shown[consumed..].find(prompt).unwrap() + consumed + prompt.len();
+        // Let the program turn echo off after showing its prompt, as a person would.
+        std::thread::sleep(Duration::from_millis(300));
+        stdin.write_all(format!("{answer}\r").as_bytes()).unwrap();
+    }
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    shown.extend(
+        rx.try_iter()
+            .map(|c| String::from_utf8_lossy(&c).into_owned()),
+    );
+    Some((shown, status.code().unwrap_or(-1)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_passwd_asks_twice_without_echo_and_refuses_a_mismatch() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let args = ["user", "passwd", USER, "--operator", OPERATOR];
+    let Some((shown, code)) = on_a_terminal(
+        &srv.db.url,
+        &args,
+        &[
+            ("password: ", "one-secret"),
+            ("password again: ", "another"),
+        ],
+    ) else {
+        eprintln!("SKIPPED: no util-linux 'script' to run a terminal");
+        return;
+    };
+    assert_eq!(code, 1, "{shown}");
+    assert!(
+        shown.contains("the two passwords differ; nothing was changed"),
+        "{shown}"
+    );
+    srv.login().await;
+
+    let (shown, code) = on_a_terminal(
+        &srv.db.url,
+        &args,
+        &[
+            ("password: ", "s3cret-typed"),
+            ("password again: ", "s3cret-typed"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        !shown.contains("s3cret-typed"),
+        "the password was shown: {shown}"
+    );
+    srv.login_as(OPERATOR, USER, "s3cret-typed").await;
+    srv.try_login(OPERATOR, USER, PASSWORD)
+        .await
+        .assert_error(401, "INVALID_CREDENTIALS");
+}
