@@ -165,7 +165,9 @@ impl FeedCursor {
     pub fn parse(text: &str) -> Option<FeedCursor> {
         let (commit, row) = text.split_once('-')?;
         let number = |s: &str| -> Option<i64> {
+            // At most 18 digits: every position fits, and the document can say so.
             let plain = !s.is_empty()
+                && s.len() <= 18
                 && s.bytes().all(|b| b.is_ascii_digit())
                 && (s == "0" || !s.starts_with('0'));
             if plain { s.parse().ok() } else { None }

@@ -189,9 +189,12 @@ on_every_backend! {
         let r = srv.get(&format!("{V1}/charges/show?token={token}&number=I1&number=I1")).await;
         r.assert_error(400, "INVALID_PARAMETER");
         assert_eq!(r.body["status"]["description"], "number");
-        // A number no charge can have (too long) is simply not found.
+        // A number no charge can have is refused, naming it.
         let long = "I".repeat(65);
-        show(&srv, &token, &long).await.assert_error(404, "NOT_FOUND");
+        let r = show(&srv, &token, &long).await;
+        r.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(r.body["status"]["description"], "number");
+        show(&srv, &token, "").await.assert_error(400, "INVALID_PARAMETER");
         // The Bearer header works here too.
         let r = srv
             .send(srv.client().get(srv.url(&format!("{V1}/charges/show?number=I1"))).bearer_auth(&token))

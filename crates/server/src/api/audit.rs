@@ -242,10 +242,8 @@ pub async fn show(
 ) -> Result<Envelope<ChargeShow>, ApiError> {
     let query = GetQuery::read(&state, &headers, query).await?;
     let text = query.mandatory("number")?;
-    // A number no charge can have is a charge that does not exist.
-    let Ok(number) = ChargeNumber::parse(text) else {
-        return Err(no_such_charge(text));
-    };
+    let number = ChargeNumber::parse(text)
+        .map_err(|e| ApiError::invalid_parameter("number", format!("number {e}")))?;
     let record = state
         .store
         .charge_record(Some(query.caller.operator_id), &number)

@@ -698,11 +698,13 @@ impl IntoParams for ShowQuery {
             query_parameter(
                 "number",
                 true,
-                "The charge's number. A charge of another operator answers like a missing \
-                 one.",
+                "The charge's number (1 to 64 characters, no NUL). A charge of another \
+                 operator answers like a missing one.",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .min_length(Some(1))
+                    .max_length(Some(64))
+                    .pattern(Some("^[^\\u0000]+$"))
                     .examples(["I00002706"])
                     .into(),
             ),
