@@ -86,12 +86,15 @@ checks.negative_data_rejection.enabled = false
 TOML
 
 # Every check runs (schemathesis's default; `--checks all` on the command line would
-# override the per-operation setting above).
+# override the per-operation setting above). One worker: with two, CPython 3.11's
+# `ast.parse`, which hypothesis calls from both threads to describe its filters, now and
+# then fails with "AST constructor recursion depth mismatch" (a runtime error of the tool,
+# not a finding).
 root=$PWD
 status=0
 (cd "$work" && "$root/$venv/bin/st" --config-file "$work/schemathesis.toml" \
     run "$root/openapi.json" --url "$base" --max-examples "$examples" --seed "$seed" \
-    --workers 2 --no-color) || status=$?
+    --workers 1 --no-color) || status=$?
 if grep -q 'panicked' "$work/server.log"; then
     echo "the server panicked:"
     grep -A3 'panicked' "$work/server.log"

@@ -10,7 +10,7 @@ use chargegate_core::audit::{
 };
 use chargegate_core::charge::Charge;
 use chargegate_core::clock::Timestamp;
-use chargegate_core::text::ChargeNumber;
+use chargegate_core::text::{ChargeNumber, TextError};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -242,8 +242,12 @@ pub async fn show(
 ) -> Result<Envelope<ChargeShow>, ApiError> {
     let query = GetQuery::read(&state, &headers, query).await?;
     let text = query.mandatory("number")?;
-    let number = ChargeNumber::parse(text)
-        .map_err(|e| ApiError::invalid_parameter("number", format!("number {e}")))?;
+    let number = match ChargeNumber::parse(text) {
+        Ok(number) => number,
+        // No charge can have a NUL in its number: it does not exist.
+        Err(TextError::Nul) => return Err(no_such_charge(text)),
+        Err(e) => return Err(ApiError::invalid_parameter("number", format!("number {e}"))),
+    };
     let record = state
         .store
         .charge_record(Some(query.caller.operator_id), &number)

@@ -698,13 +698,12 @@ impl IntoParams for ShowQuery {
             query_parameter(
                 "number",
                 true,
-                "The charge's number (1 to 64 characters, no NUL). A charge of another \
-                 operator answers like a missing one.",
+                "The charge's number (1 to 64 characters). A charge of another operator \
+                 answers like a missing one.",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .min_length(Some(1))
                     .max_length(Some(64))
-                    .pattern(Some("^[^\\u0000]+$"))
                     .examples(["I00002706"])
                     .into(),
             ),
@@ -713,14 +712,14 @@ impl IntoParams for ShowQuery {
     }
 }
 
-/// A time parameter of the feed: a strict pattern for the written form (the calendar
-/// itself, such as the 30th of February, is checked by the server).
+/// A time parameter of the feed: `YYYY-MM-DDTHH:MM:SS` naming a real moment of the
+/// Gregorian calendar (leap days included), so that every value the document calls valid
+/// is one the server accepts.
 fn time_parameter_schema() -> Schema {
+    const DAY: &str = r"(?:\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))|(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)";
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(
-            r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d$",
-        ))
+        .pattern(Some(format!(r"^{DAY}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d$")))
         .description(Some("UTC, `YYYY-MM-DDTHH:MM:SS`"))
         .examples(["2026-11-01T00:00:00"])
         .into()
