@@ -198,3 +198,41 @@ impl AuditStore for SqliteStore {
         self.readers.read(|conn| decision_feed(conn, query))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chargegate_core::AdminStore;
+
+    use super::*;
+    use crate::StoreOptions;
+
+    #[tokio::test]
+    async fn the_feed_walks_the_history_by_its_key_without_sorting() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("t.db"), &StoreOptions::default())
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        let plan = store
+            .readers
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", feed_sql()))
+                    .map_err(from_sqlite)?;
+                let details = stmt
+                    .query_map(params![0_i64, 1_i64, 0_i64, 1_i64, 10_i64], |r| {
+                        r.get::<_, String>(3)
+                    })
+                    .map_err(from_sqlite)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(from_sqlite)?;
+                Ok(details.join(" | "))
+            })
+            .expect("plan");
+        assert!(
+            plan.starts_with("SEARCH h USING INTEGER PRIMARY KEY (rowid>?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "sorted in memory: {plan}");
+    }
+}
