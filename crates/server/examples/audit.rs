@@ -56,7 +56,10 @@ fn main() {
 async fn run(decisions: usize, pages: usize) {
     let binary = server_binary();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("audit.db");
+    // AUDIT_BENCH_DB=PATH keeps the database there, to look into it afterwards.
+    let db = std::env::var_os("AUDIT_BENCH_DB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("audit.db"));
     let started = Instant::now();
     prepare(&db, decisions).await;
     println!(
