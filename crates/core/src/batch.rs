@@ -228,6 +228,9 @@ pub struct Batch {
     pub method: Method,
     pub operator_id: i64,
     pub user_id: i64,
+    /// The web API key the caller's token came from, written into the decision and
+    /// history rows.
+    pub key_id: Option<i64>,
     /// The request id, written into the history rows.
     pub request_id: String,
     /// The request's time, stamped on every change it makes.

@@ -7,6 +7,7 @@
 //! charges, so every storage backend applies exactly the same rules.
 
 pub mod accounts;
+pub mod apikey;
 pub mod audit;
 pub mod batch;
 pub mod charge;
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod import;
 pub mod money;
 pub mod store;
+pub mod subscription;
 pub mod text;
 pub mod token;
 

@@ -106,6 +106,8 @@ pub enum AttemptPermit {
 pub struct NewToken {
     pub hash: TokenHash,
     pub user_id: i64,
+    /// The web API key the token was issued from; `None` for a password login.
+    pub key_id: Option<i64>,
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
 }
@@ -119,6 +121,8 @@ pub struct TokenRecord {
     pub expires_at: Timestamp,
     pub revoked: bool,
     pub user_enabled: bool,
+    /// The web API key the token was issued from, if any.
+    pub key_id: Option<i64>,
 }
 
 /// A batch call whose caller is known only by the token it carries.
@@ -138,6 +142,7 @@ impl TokenBatch {
             method: self.method,
             operator_id: caller.operator_id,
             user_id: caller.user_id,
+            key_id: caller.key_id,
             request_id: self.request_id,
             at: self.at,
             items: self.items,
@@ -268,7 +273,9 @@ pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 /// one thing a request does; writes are one transaction each. Implementations must be
 /// safe to share between tasks and between server processes on one database.
 #[async_trait]
-pub trait Store: Send + Sync + crate::audit::AuditStore {
+pub trait Store:
+    Send + Sync + crate::audit::AuditStore + crate::subscription::Subscriptions
+{
     /// Which backend this is (`sqlite`, `postgres`), for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -365,7 +372,7 @@ pub trait AdminStore: Send + Sync + crate::accounts::AccountAdmin {
     async fn close(&self);
 }
 
-/// A whole backend: both seams. `Arc<dyn Database>` coerces to `Arc<dyn Store>`.
-pub trait Database: Store + AdminStore {}
+/// A whole backend: every seam. `Arc<dyn Database>` coerces to `Arc<dyn Store>`.
+pub trait Database: Store + AdminStore + crate::subscription::SubscriptionsAdmin {}
 
-impl<T: Store + AdminStore> Database for T {}
+impl<T: Store + AdminStore + crate::subscription::SubscriptionsAdmin> Database for T {}

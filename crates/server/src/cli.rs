@@ -21,6 +21,8 @@ use crate::passwords::{self, Passwords};
 use crate::ratelimit::OperatorRateLimit;
 use crate::{admin_cli, csv_import, demo, telemetry};
 
+mod subscriptions;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "chargegate",
@@ -92,6 +94,12 @@ enum Command {
     /// Manage charges.
     #[command(subcommand)]
     Charges(ChargesCommand),
+    /// Manage web API keys (machine logins as a user).
+    #[command(subcommand)]
+    Key(subscriptions::KeyCommand),
+    /// Manage promotions.
+    #[command(subcommand)]
+    Promotion(subscriptions::PromotionCommand),
     /// Show configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -481,6 +489,8 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             to,
             format,
         }) => admin_cli::charges_export(&settings, &operator, &from, &to, format).await,
+        Command::Key(command) => subscriptions::key(&settings, command).await,
+        Command::Promotion(command) => subscriptions::promotion(&settings, command).await,
         Command::Config(ConfigCommand::Example)
         | Command::Completions { .. }
         | Command::Manpage => Ok(()),

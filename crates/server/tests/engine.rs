@@ -27,6 +27,7 @@ fn decline_of(
         method: Method::Decline,
         operator_id: operator,
         user_id: user,
+        key_id: None,
         request_id: request.into(),
         at: Timestamp::now(),
         items: items

@@ -87,11 +87,17 @@ fn the_document_is_openapi_3_1_and_describes_every_method_with_its_verb() {
     described.sort();
     let expected = [
         ("get", "netflix/charges/list"),
+        ("get", "netflix/promotions/list"),
+        ("get", "netflix/subscriptions/show"),
         ("post", "authentication/token"),
         ("post", "authentication/token/release"),
+        ("post", "authentication/web_api_key/token"),
         ("post", "netflix/charges/accept"),
         ("post", "netflix/charges/acknowledge"),
         ("post", "netflix/charges/decline"),
+        ("post", "netflix/subscriptions/create"),
+        ("post", "netflix/subscriptions/suspend"),
+        ("post", "netflix/subscriptions/unsuspend"),
     ]
     .map(|(verb, path)| (verb.to_owned(), format!("{V2}/{path}")));
     let mut expected = expected.to_vec();

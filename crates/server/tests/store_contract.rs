@@ -73,6 +73,7 @@ fn batch(f: &Fixture, method: Method, items: &[(&str, Option<&str>)]) -> Batch {
         method,
         operator_id: f.operator,
         user_id: f.user,
+        key_id: None,
         request_id: "contract".into(),
         at: Timestamp::now(),
         items: items
@@ -146,7 +147,7 @@ on_every_backend! {
         let f = fixture(backend).await;
         let token = Token::from_random_bytes([9; 32]);
         let now = Timestamp::now();
-        f.store.insert_token(&NewToken { hash: token.hash(), user_id: f.user, issued_at: now, expires_at: now.plus_seconds(7200) }).await.unwrap();
+        f.store.insert_token(&NewToken { hash: token.hash(), user_id: f.user, key_id: None, issued_at: now, expires_at: now.plus_seconds(7200) }).await.unwrap();
         let rec = f.store.token(&token.hash()).await.unwrap().unwrap();
         assert_eq!((rec.user_id, rec.operator_id, rec.operator_code.as_str(), rec.revoked, rec.user_enabled), (f.user, f.operator, "pci", false, true));
         assert_eq!(rec.expires_at, now.plus_seconds(7200));

@@ -19,6 +19,7 @@ mod migrations;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod subscription_rows;
 pub mod tables;
 
 pub use postgres::PostgresStore;

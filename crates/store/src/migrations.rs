@@ -21,6 +21,11 @@ pub(crate) const SQLITE: &[Source] = &[
         include_str!("../migrations/sqlite/0002_engine.sql"),
     ),
     (
+        3,
+        "subscriptions",
+        include_str!("../migrations/sqlite/0003_subscriptions.sql"),
+    ),
+    (
         4,
         "audit",
         include_str!("../migrations/sqlite/0004_audit.sql"),
@@ -42,6 +47,11 @@ pub(crate) const POSTGRES: &[Source] = &[
         2,
         "engine",
         include_str!("../migrations/postgres/0002_engine.sql"),
+    ),
+    (
+        3,
+        "subscriptions",
+        include_str!("../migrations/postgres/0003_subscriptions.sql"),
     ),
     (
         4,

@@ -201,6 +201,7 @@ pub(crate) struct TokenRow {
     pub expires_at: i64,
     pub revoked: bool,
     pub user_enabled: bool,
+    pub key_id: Option<i64>,
 }
 
 impl TokenRow {
@@ -212,6 +213,7 @@ impl TokenRow {
             expires_at: timestamp(self.expires_at)?,
             revoked: self.revoked,
             user_enabled: self.user_enabled,
+            key_id: self.key_id,
         })
     }
 }

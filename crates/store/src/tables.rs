@@ -91,6 +91,25 @@ pub const TABLES: &[Table] = &[
         identity: true,
     },
     Table {
+        name: "api_keys",
+        columns: &[
+            int("id"),
+            int("operator_id"),
+            int("user_id"),
+            text("prefix"),
+            Column {
+                name: "hash",
+                kind: Kind::Bytes,
+            },
+            text("name"),
+            int("created_at"),
+            int("revoked_at"),
+        ],
+        page_key: Some("id"),
+        order_by: "id",
+        identity: true,
+    },
+    Table {
         name: "login_attempts",
         columns: &[
             text("organisation"),
@@ -114,10 +133,55 @@ pub const TABLES: &[Table] = &[
             int("issued_at"),
             int("expires_at"),
             int("revoked_at"),
+            int("key_id"),
         ],
         page_key: None,
         order_by: "hash",
         identity: false,
+    },
+    Table {
+        name: "subscriptions",
+        columns: &[
+            int("id"),
+            text("number"),
+            int("operator_id"),
+            text("customer_id"),
+            text("netflix_customer_id"),
+            text("life_cycle_state"),
+            text("netflix_state"),
+            text("channel"),
+            text("customer_first_name"),
+            text("customer_last_name"),
+            text("customer_address"),
+            text("customer_email"),
+            text("customer_phone"),
+            Column {
+                name: "netflix_token_hash",
+                kind: Kind::Bytes,
+            },
+            int("netflix_token_expires_at"),
+            int("created_at"),
+            int("cancelled_at"),
+        ],
+        page_key: Some("id"),
+        order_by: "id",
+        identity: true,
+    },
+    Table {
+        name: "promotions",
+        columns: &[
+            int("id"),
+            int("operator_id"),
+            text("code"),
+            text("name"),
+            text("description"),
+            int("effective_from"),
+            int("expires_on"),
+            int("created_at"),
+        ],
+        page_key: Some("id"),
+        order_by: "id",
+        identity: true,
     },
     Table {
         name: "charges",
@@ -142,6 +206,7 @@ pub const TABLES: &[Table] = &[
             text("acknowledged_status"),
             int("acknowledged_on"),
             text("acknowledged_reference_number"),
+            int("subscription_id"),
         ],
         page_key: Some("id"),
         order_by: "id",
@@ -157,6 +222,7 @@ pub const TABLES: &[Table] = &[
             int("user_id"),
             int("decided_on"),
             text("request_id"),
+            int("key_id"),
         ],
         page_key: Some("charge_id"),
         order_by: "charge_id",
@@ -190,6 +256,38 @@ pub const TABLES: &[Table] = &[
             int("user_id"),
             text("request_id"),
             text("reference_number"),
+            int("key_id"),
+        ],
+        page_key: Some("id"),
+        order_by: "id",
+        identity: true,
+    },
+    Table {
+        name: "subscription_history",
+        columns: &[
+            int("id"),
+            int("subscription_id"),
+            text("event"),
+            text("from_state"),
+            text("to_state"),
+            int("at"),
+            int("user_id"),
+            int("key_id"),
+            text("request_id"),
+            int("charge_id"),
+            int("promotion_id"),
+        ],
+        page_key: Some("id"),
+        order_by: "id",
+        identity: true,
+    },
+    Table {
+        name: "subscription_promotions",
+        columns: &[
+            int("id"),
+            int("subscription_id"),
+            int("promotion_id"),
+            int("redeemed_at"),
         ],
         page_key: Some("id"),
         order_by: "id",
@@ -218,7 +316,15 @@ pub const NOT_COPIED_COLUMNS: &[(&str, &str, &str)] = &[(
 )];
 
 /// Tables whose rows make a database "not empty" for `db copy`.
-pub const CONTENT_TABLES: &[&str] = &["operators", "users", "tokens", "charges"];
+pub const CONTENT_TABLES: &[&str] = &[
+    "operators",
+    "users",
+    "tokens",
+    "charges",
+    "api_keys",
+    "subscriptions",
+    "promotions",
+];
 
 /// Rows per chunk of a copy.
 pub const CHUNK_ROWS: usize = 1000;

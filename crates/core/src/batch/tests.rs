@@ -333,6 +333,7 @@ fn batch_lists_each_number_and_reference_to_read_once() {
         method: Method::Decline,
         operator_id: 1,
         user_id: 1,
+        key_id: None,
         request_id: "r".into(),
         at: Timestamp::from_unix(0).expect("epoch"),
         items: vec![
@@ -529,6 +530,7 @@ fn batch(method: Method, items: Vec<ItemInput>) -> Batch {
         method,
         operator_id: 1,
         user_id: 7,
+        key_id: None,
         request_id: "req-1".into(),
         at: crate::clock::Timestamp::from_unix(1_700_000_000).expect("time"),
         items,

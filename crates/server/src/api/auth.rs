@@ -21,6 +21,8 @@ use crate::app::AppState;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: i64,
+    /// The web API key the token was issued from, if any (recorded with what it does).
+    pub key_id: Option<i64>,
     pub operator_id: i64,
     pub operator_code: OperatorCode,
 }
@@ -32,6 +34,12 @@ pub struct TokenData {
     /// hours from issue by default, until released.
     #[schema(examples("3f9a0c5e7d1b2a4c6e8f0a1b3c5d7e9f2a4b6c8d0e1f3a5b7c9d1e2f4a6b8c0d"))]
     token: String,
+}
+
+impl TokenData {
+    pub(crate) fn new(token: String) -> Self {
+        TokenData { token }
+    }
 }
 
 /// A mandatory string field of a body.
@@ -49,7 +57,7 @@ pub fn required_string<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&
     }
 }
 
-fn invalid_credentials() -> ApiError {
+pub(crate) fn invalid_credentials() -> ApiError {
     ApiError::new(
         Code::InvalidCredentials,
         "the username, password or organisation is not correct",
@@ -142,6 +150,7 @@ pub async fn login(
         .insert_token(&NewToken {
             hash: token.hash(),
             user_id: user.user_id,
+            key_id: None,
             issued_at: now,
             expires_at: now.plus_seconds(state.auth.token_ttl_seconds),
         })
@@ -216,6 +225,7 @@ pub fn admit(state: &AppState, record: &TokenRecord) -> Result<Caller, ApiError>
     }
     Ok(Caller {
         user_id: record.user_id,
+        key_id: record.key_id,
         operator_id: record.operator_id,
         operator_code: record.operator_code.clone(),
     })

@@ -26,10 +26,12 @@ pub enum Code {
     RequestTimeout,
     UriTooLong,
     HeadersTooLarge,
+    SubscriptionExists,
+    SubscriptionNotFound,
 }
 
 impl Code {
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 18] = [
         Code::Ok,
         Code::MalformedRequest,
         Code::InvalidParameter,
@@ -46,6 +48,8 @@ impl Code {
         Code::RequestTimeout,
         Code::UriTooLong,
         Code::HeadersTooLarge,
+        Code::SubscriptionExists,
+        Code::SubscriptionNotFound,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -66,6 +70,8 @@ impl Code {
             Code::RequestTimeout => "REQUEST_TIMEOUT",
             Code::UriTooLong => "URI_TOO_LONG",
             Code::HeadersTooLarge => "HEADERS_TOO_LARGE",
+            Code::SubscriptionExists => "SUBSCRIPTION_EXISTS",
+            Code::SubscriptionNotFound => "SUBSCRIPTION_NOT_FOUND",
         }
     }
 
@@ -87,6 +93,8 @@ impl Code {
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::UriTooLong => StatusCode::URI_TOO_LONG,
             Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Code::SubscriptionExists => StatusCode::CONFLICT,
+            Code::SubscriptionNotFound => StatusCode::NOT_FOUND,
         }
     }
 }

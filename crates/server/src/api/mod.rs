@@ -26,7 +26,9 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod openapi;
+pub mod subscriptions;
 
 use error::{ApiError, Code};
 
@@ -39,12 +41,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(auth::login))
         .routes(routes!(auth::release))
+        .routes(routes!(keys::login_with_key))
         .routes(routes!(charges::accept))
         .routes(routes!(charges::decline))
         .routes(routes!(charges::acknowledge))
         .routes(routes!(charges::list))
         .routes(routes!(audit::show))
         .routes(routes!(audit::decisions))
+        .routes(routes!(subscriptions::create))
+        .routes(routes!(subscriptions::show))
+        .routes(routes!(subscriptions::suspend))
+        .routes(routes!(subscriptions::unsuspend))
+        .routes(routes!(subscriptions::list_promotions))
 }
 
 /// The OpenAPI 3.1 document of every method under [`BASE`].

@@ -78,6 +78,8 @@ JSON numbers with at most the currency's minor-unit digits."
     tags(
         (name = "authentication", description = "Logging in and releasing tokens."),
         (name = "charges", description = "Listing and answering Netflix charges."),
+        (name = "subscriptions", description = "Signing customers up for Netflix, suspending \
+and resuming them, and the operator's promotions."),
         (name = "audit", description = "chargegate's own methods under `/chargegate/v1/`, \
 beyond CRM.COM: a charge's whole history, and the reconciliation feed of every status \
 change in a time window."),
@@ -89,6 +91,7 @@ pub struct ApiDoc;
 /// Names of the security schemes, as operations refer to them.
 pub const BEARER: &str = "bearer";
 pub const TOKEN_QUERY: &str = "token_query";
+pub const BASIC: &str = "basic";
 
 /// The token's transports that OpenAPI can express as security schemes. The third, the
 /// `token` field of a POST body, is a field of each request body.
@@ -106,6 +109,19 @@ impl Modify for TokenTransports {
                         "The token from authentication/token as `Authorization: Bearer \
                          <token>`, once. Accepted by every method; when the body field or \
                          query parameter `token` is present too, both must be equal.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            BASIC,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A web API key as the user name of HTTP Basic authentication, with an \
+                         empty password: `Authorization: Basic base64(\"<KEY>:\")` (without the \
+                         colon is accepted too). Only for authentication/web_api_key/token.",
                     ))
                     .build(),
             ),
@@ -790,4 +806,303 @@ impl IntoResponses for DecisionsErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         error_responses(&codes(&[&[Code::InvalidParameter], &AUTHENTICATED, &EVERY]))
     }
+}
+
+// ---- web API keys, subscriptions, promotions ---------------------------------------------
+
+/// Body of `authentication/web_api_key/token`: optional, may be empty.
+#[derive(ToSchema)]
+pub struct KeyLoginRequest {
+    /// CRM.COM's business unit: accepted and ignored, whatever its value.
+    pub unit: Option<serde_json::Value>,
+}
+
+/// Failures of `authentication/web_api_key/token`.
+pub struct KeyLoginErrors;
+
+impl IntoResponses for KeyLoginErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&codes(&[&[Code::InvalidCredentials], &BODY, &EVERY]))
+    }
+}
+
+/// Body of `netflix/subscriptions/create`.
+#[derive(ToSchema)]
+pub struct CreateSubscriptionRequest {
+    /// The token; may come as `Authorization: Bearer` instead (absent or `null`: the
+    /// header's).
+    pub token: Option<String>,
+    /// The operator's customer.
+    #[schema(min_length = 1, max_length = 128, examples("pci155"))]
+    pub billing_system_customer_identifier: String,
+    /// A promotion of this operator effective now, redeemed on the subscription.
+    #[schema(min_length = 1, max_length = 64)]
+    pub promotion_code: Option<String>,
+    /// Where the customer signed up.
+    #[schema(value_type = Option<String>, pattern = "^(WEB|STORE|MOBILE|BROADBAND|OTHER)$")]
+    pub channel: Option<String>,
+    /// The netflix token's lifetime in seconds (a JSON integer), default 3600.
+    #[schema(minimum = 1, maximum = 86400)]
+    pub validity_duration: Option<i64>,
+    #[schema(min_length = 1, max_length = 128)]
+    pub customer_first_name: Option<String>,
+    #[schema(min_length = 1, max_length = 128)]
+    pub customer_last_name: Option<String>,
+    /// Stored as given (at most 4 KiB as compact JSON) and handed to the Netflix side.
+    pub customer_address: Option<BTreeMap<String, serde_json::Value>>,
+    /// Stored as given (at most 4 KiB as compact JSON).
+    pub customer_email: Option<BTreeMap<String, serde_json::Value>>,
+    /// Stored as given (at most 4 KiB as compact JSON).
+    pub customer_phone: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Body of `netflix/subscriptions/suspend` and `unsuspend`.
+#[derive(ToSchema)]
+pub struct CustomerRequest {
+    /// The token; may come as `Authorization: Bearer` instead (absent or `null`: the
+    /// header's).
+    pub token: Option<String>,
+    /// The customer whose live subscription changes.
+    #[schema(min_length = 1, max_length = 128, examples("pci155"))]
+    pub billing_system_customer_identifier: String,
+}
+
+/// Failures of `netflix/subscriptions/create`.
+pub struct CreateSubscriptionErrors;
+
+impl IntoResponses for CreateSubscriptionErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&codes(&[
+            &[Code::InvalidParameter, Code::SubscriptionExists],
+            &AUTHENTICATED,
+            &BODY,
+            &EVERY,
+        ]))
+    }
+}
+
+/// Failures of `netflix/subscriptions/suspend` and `unsuspend`.
+pub struct StateErrors;
+
+impl IntoResponses for StateErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&codes(&[
+            &[Code::InvalidParameter, Code::SubscriptionNotFound],
+            &AUTHENTICATED,
+            &BODY,
+            &EVERY,
+        ]))
+    }
+}
+
+/// Failures of the subscription and promotion reads.
+pub struct ReadErrors;
+
+impl IntoResponses for ReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&codes(&[&[Code::InvalidParameter], &AUTHENTICATED, &EVERY]))
+    }
+}
+
+/// A promotion: `code`, `name`, `description`, `effective_from`, `expires_on`.
+pub struct PromotionSchema;
+
+impl PartialSchema for PromotionSchema {
+    fn schema() -> RefOr<Schema> {
+        use chargegate_core::subscription::PromotionField as F;
+        let mut object = ObjectBuilder::new().description(Some(
+            "A promotion. Every field is present (`null` when it has no value) unless \
+             `fields_set` chose fewer.",
+        ));
+        for field in F::ALL {
+            let schema = match field {
+                F::Code => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .examples(["WELCOME3"]),
+                F::Name => ObjectBuilder::new().schema_type(Type::String),
+                F::Description => ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+                F::EffectiveFrom => timestamp(),
+                F::ExpiresOn => nullable_timestamp("when it stops being effective"),
+            };
+            object = object.property(field.name(), schema);
+        }
+        object.into()
+    }
+}
+
+impl ToSchema for PromotionSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Promotion".into()
+    }
+}
+
+/// A subscription as `subscriptions/show` writes it.
+pub struct SubscriptionSchema;
+
+impl PartialSchema for SubscriptionSchema {
+    fn schema() -> RefOr<Schema> {
+        use chargegate_core::subscription::SubscriptionField as F;
+        let states = ["EFFECTIVE", "NOT_EFFECTIVE", "CANCELLED"];
+        let mut object = ObjectBuilder::new().description(Some(
+            "A Netflix subscription. Every field is present (`null` when it has no value) \
+             unless `fields_set` chose fewer; keys come out in this order.",
+        ));
+        for field in F::ALL {
+            let schema: RefOr<Schema> = match field {
+                F::SubscriptionNumber => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("chargegate's number, `S` and eight digits"))
+                    .examples(["S00000001"])
+                    .into(),
+                F::BillingSystemCustomerIdentifier => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("the operator's customer"))
+                    .into(),
+                F::NetflixCustomerIdentifier => ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some(
+                        "the Netflix PAI; `null` until Netflix links the account",
+                    ))
+                    .into(),
+                F::LifeCycleState => string_enum(
+                    states,
+                    "`EFFECTIVE`, `NOT_EFFECTIVE` (suspended) or `CANCELLED` (final)",
+                )
+                .into(),
+                F::NetflixSate => string_enum(
+                    ["EFFECTIVE", "NOT_EFFECTIVE"],
+                    "what Netflix last said (CRM.COM's spelling, `sate`)",
+                )
+                .into(),
+                F::CreatedOn => timestamp().into(),
+                F::CancelledOn => nullable_timestamp("when it was cancelled").into(),
+                F::PromotionsSet => utoipa::openapi::schema::ArrayBuilder::new()
+                    .items(PromotionSchema::schema())
+                    .description(Some(
+                        "promotions redeemed on it in the last 10 months, newest first",
+                    ))
+                    .into(),
+                F::PricesSet => utoipa::openapi::schema::ArrayBuilder::new()
+                    .items(
+                        ObjectBuilder::new()
+                            .property(
+                                "FormattedPrice",
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .description(Some(
+                                        "the amount with the currency's minor digits and the \
+                                         code (CRM.COM's PascalCase name)",
+                                    ))
+                                    .examples(["9.99 EUR"]),
+                            )
+                            .property("amount", amount("the price"))
+                            .property("currency", currency("`amount`")),
+                    )
+                    .description(Some(
+                        "one entry per distinct price of its charges received in the last 10 \
+                         months, by the newest charge carrying it, newest first",
+                    ))
+                    .into(),
+            };
+            object = object.property(field.name(), schema);
+        }
+        object.into()
+    }
+}
+
+impl ToSchema for SubscriptionSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Subscription".into()
+    }
+}
+
+fn names_pattern(names: &[&str]) -> Schema {
+    let name = format!("(?:{})", names.join("|"));
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!(
+            "^[ \\t]*(?:{name}[ \\t]*(?:,[ \\t]*{name}[ \\t]*)*)?$"
+        )))
+        .into()
+}
+
+/// The query of `netflix/subscriptions/show`.
+pub struct SubscriptionShowQuery;
+
+impl IntoParams for SubscriptionShowQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        use chargegate_core::subscription::SubscriptionField as F;
+        let names: Vec<&str> = F::ALL.iter().map(F::name).collect();
+        let id = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128))
+                .into()
+        };
+        vec![
+            token_parameter(),
+            query_parameter(
+                "billing_system_customer_identifier",
+                false,
+                "The operator's customer. At least one of this and \
+                 `netflix_customer_identifier`; when both, they must name the same customer.",
+                id(),
+            ),
+            query_parameter(
+                "netflix_customer_identifier",
+                false,
+                "The Netflix PAI of the customer.",
+                id(),
+            ),
+            query_parameter(
+                "fields_set",
+                false,
+                "Comma-separated names of the subscription fields to return; absent or \
+                 empty means all. An unknown name is `INVALID_PARAMETER`.",
+                names_pattern(&names),
+            ),
+            request_id_parameter(),
+        ]
+    }
+}
+
+/// The query of `netflix/promotions/list`.
+pub struct PromotionsQuery;
+
+impl IntoParams for PromotionsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        use chargegate_core::subscription::PromotionField as F;
+        let names: Vec<&str> = F::ALL.iter().map(F::name).collect();
+        vec![
+            token_parameter(),
+            query_parameter(
+                "fields_set",
+                false,
+                "Comma-separated names of the promotion fields to return; absent or empty \
+                 means all. An unknown name is `INVALID_PARAMETER`.",
+                names_pattern(&names),
+            ),
+            request_id_parameter(),
+        ]
+    }
+}
+
+/// The answer of `subscriptions/show`: `data` is a bare array of subscriptions.
+#[derive(ToSchema)]
+pub struct SubscriptionsEnvelope {
+    /// The customer's subscriptions, the live one first, then cancelled ones newest first.
+    #[schema(value_type = Vec<SubscriptionSchema>)]
+    pub data: (),
+    pub status: super::envelope::Status,
+}
+
+/// The answer of `promotions/list`: `data` is a bare array of promotions.
+#[derive(ToSchema)]
+pub struct PromotionsEnvelope {
+    /// The promotions effective now, by `effective_from` then `code`.
+    #[schema(value_type = Vec<PromotionSchema>)]
+    pub data: (),
+    pub status: super::envelope::Status,
 }

@@ -29,7 +29,7 @@ macro_rules! lock_and_read {
     ($used:literal) => {
         concat!(
             "WITH caller AS (SELECT t.user_id, u.operator_id, o.code, t.expires_at, \
-                  t.revoked_at IS NOT NULL AS revoked, u.enabled \
+                  t.revoked_at IS NOT NULL AS revoked, u.enabled, t.key_id \
                   FROM tokens t JOIN users u ON u.id = t.user_id \
                   JOIN operators o ON o.id = u.operator_id WHERE t.hash = $1), \
              locked AS (SELECT c.id, c.number, c.customer_id, c.status, \
@@ -44,7 +44,8 @@ macro_rules! lock_and_read {
             $used,
             ") x) \
              SELECT caller.user_id, caller.operator_id, caller.code, caller.expires_at, \
-                  caller.revoked, caller.enabled, used.used_references, used.used_on, \
+                  caller.revoked, caller.enabled, caller.key_id, used.used_references, \
+                  used.used_on, \
                   l.id, l.number, l.customer_id, l.status, l.acknowledged_status, \
                   l.acknowledged_reference_number, d.method AS decision_method, \
                   d.reference_number AS decision_reference, \
@@ -85,6 +86,7 @@ impl PostgresStore {
             method: request.method,
             operator_id: 0,
             user_id: 0,
+            key_id: None,
             request_id: request.request_id,
             at: request.at,
             items: request.items,
@@ -155,6 +157,7 @@ impl PostgresStore {
         }
         batch.operator_id = caller.operator_id;
         batch.user_id = caller.user_id;
+        batch.key_id = caller.key_id;
         let (snapshot, xid) = snapshot(&rows)?;
         let (verdicts, changes) = batch.decide(&snapshot);
         write_plan(&mut tx, batch, &changes).await?;
@@ -177,6 +180,7 @@ fn caller(row: &PgRow) -> Result<TokenRow, sqlx::Error> {
         expires_at: row.try_get("expires_at")?,
         revoked: row.try_get("revoked")?,
         user_enabled: row.try_get("enabled")?,
+        key_id: row.try_get("key_id")?,
     })
 }
 

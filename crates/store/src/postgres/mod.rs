@@ -44,6 +44,7 @@ mod accounts;
 mod audit;
 mod batch;
 pub use batch::{LOCK_AND_READ_ACKNOWLEDGEMENTS, LOCK_AND_READ_DECISIONS};
+mod subscriptions;
 
 /// How often a batch is retried after losing a race the locks could not prevent.
 const MAX_ATTEMPTS: u32 = 8;
@@ -551,9 +552,10 @@ async fn read_snapshot(
 /// A decision's writes in one statement (one round trip): the conditional status update,
 /// the decision rows and the history rows, all from the plan's arrays. `$1` ids, `$2`
 /// from-statuses, `$3` to-statuses, `$4` references, `$5` the time, `$6` operator, `$7`
-/// method, `$8` user, `$9` request id. Answers how many charges changed.
+/// method, `$8` user, `$9` request id, `$10` the key of the caller's token. `$extra` adds
+/// CTEs of one method only. Answers how many charges changed.
 macro_rules! decide_sql {
-    ($status:literal, $stamp:literal) => {
+    ($status:literal, $stamp:literal, $extra:expr) => {
         concat!(
             "WITH plan AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) \
                   AS p(id, from_status, to_status, reference)), \
@@ -564,18 +566,39 @@ macro_rules! decide_sql {
             " = $5 FROM plan WHERE c.id = plan.id AND c.status = plan.from_status \
                   RETURNING c.id), \
              recorded AS (INSERT INTO decisions (charge_id, operator_id, method, \
-                  reference_number, user_id, decided_on, request_id) \
-                  SELECT id, $6, $7, reference, $8, $5, $9 FROM plan), \
+                  reference_number, user_id, decided_on, request_id, key_id) \
+                  SELECT id, $6, $7, reference, $8, $5, $9, $10 FROM plan), \
              history AS (INSERT INTO charge_history (charge_id, event, from_status, to_status, \
-                  at, user_id, request_id, reference_number) \
-                  SELECT id, $7, from_status, to_status, $5, $8, $9, reference FROM plan) \
-             SELECT count(*) FROM changed"
+                  at, user_id, request_id, reference_number, key_id) \
+                  SELECT id, $7, from_status, to_status, $5, $8, $9, reference, $10 FROM plan)",
+            $extra,
+            " SELECT count(*) FROM changed"
         )
     };
 }
 
-const ACCEPT_SQL: &str = decide_sql!("APPROVED", "set_as_approved_on");
-const DECLINE_SQL: &str = decide_sql!("DECLINED", "set_as_declined_on");
+const ACCEPT_SQL: &str = decide_sql!("APPROVED", "set_as_approved_on", "");
+/// A decline also cancels the live subscriptions its charges belong to, with their history
+/// rows, in the same statement (no extra round trip): a declined charge ends the Netflix
+/// service. `doomed` reads the states before the statement, so each history row has the
+/// state the subscription was cancelled from.
+const DECLINE_SQL: &str = decide_sql!(
+    "DECLINED",
+    "set_as_declined_on",
+    ", \
+        doomed AS (SELECT s.id, s.life_cycle_state, min(c.id) AS charge_id \
+             FROM plan JOIN charges c ON c.id = plan.id \
+             JOIN subscriptions s ON s.id = c.subscription_id \
+             WHERE s.life_cycle_state <> 'CANCELLED' GROUP BY s.id, s.life_cycle_state), \
+        cancelled AS (UPDATE subscriptions s SET life_cycle_state = 'CANCELLED', \
+             cancelled_at = $5, netflix_token_hash = NULL, netflix_token_expires_at = NULL \
+             FROM doomed WHERE s.id = doomed.id AND s.life_cycle_state <> 'CANCELLED' \
+             RETURNING s.id, doomed.life_cycle_state AS from_state, doomed.charge_id), \
+        cancelled_history AS (INSERT INTO subscription_history (subscription_id, event, \
+             from_state, to_state, at, user_id, key_id, request_id, charge_id) \
+             SELECT id, 'cancelled', from_state, 'CANCELLED', $5, $8, $10, $9, charge_id \
+             FROM cancelled)"
+);
 
 /// An acknowledgement's writes in one statement, with the same parameters as
 /// [`DECLINE_SQL`]: the charge keeps its status and records it as acknowledged.
@@ -588,8 +611,8 @@ const ACKNOWLEDGE_SQL: &str = "WITH plan AS (SELECT * FROM unnest($1::bigint[], 
           reference_number, user_id, acknowledged_on, request_id) \
           SELECT id, $6, from_status, reference, $8, $5, $9 FROM plan), \
      history AS (INSERT INTO charge_history (charge_id, event, from_status, to_status, at, \
-          user_id, request_id, reference_number) \
-          SELECT id, $7, from_status, to_status, $5, $8, $9, reference FROM plan) \
+          user_id, request_id, reference_number, key_id) \
+          SELECT id, $7, from_status, to_status, $5, $8, $9, reference, $10 FROM plan) \
      SELECT count(*) FROM changed";
 
 /// Executes a batch's plan in one statement. Every planned charge must still be in the
@@ -625,6 +648,7 @@ async fn write_plan(
         .bind(batch.method.as_str())
         .bind(batch.user_id)
         .bind(&batch.request_id)
+        .bind(batch.key_id)
         .fetch_one(&mut *conn)
         .await?;
     if changed != changes.len() as i64 {
@@ -659,10 +683,12 @@ async fn insert_charges(
                               amount_minor, currency, local_amount_minor, local_currency, \
                               paid_through_date, status, initial_status, received_on, \
                               set_as_approved_on, set_as_declined_on, set_as_bad_request_on, \
-                              set_as_rejected_on) \
+                              set_as_rejected_on, subscription_id) \
          SELECT number, operator_id, customer_id, netflix_customer_id, amount_minor, currency, \
                 local_amount_minor, local_currency, paid_through_date, status, status, \
-                received_on, approved, declined, bad_request, rejected \
+                received_on, approved, declined, bad_request, rejected, \
+                (SELECT s.id FROM subscriptions s WHERE s.operator_id = u.operator_id \
+                   AND s.customer_id = u.customer_id AND s.life_cycle_state <> 'CANCELLED') \
          FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
                      $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], \
                      $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[]) \
@@ -810,10 +836,12 @@ impl Store for PostgresStore {
     async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(sql_err)?;
         sqlx::query(
-            "INSERT INTO tokens (hash, user_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO tokens (hash, user_id, key_id, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&token.hash.0[..])
         .bind(token.user_id)
+        .bind(token.key_id)
         .bind(token.issued_at.unix())
         .bind(token.expires_at.unix())
         .execute(&mut *tx)
@@ -838,7 +866,7 @@ impl Store for PostgresStore {
     async fn token(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
         let row = sqlx::query(
             "SELECT t.user_id, u.operator_id, o.code, t.expires_at, \
-                    t.revoked_at IS NOT NULL AS revoked, u.enabled \
+                    t.revoked_at IS NOT NULL AS revoked, u.enabled, t.key_id \
              FROM tokens t JOIN users u ON u.id = t.user_id \
              JOIN operators o ON o.id = u.operator_id WHERE t.hash = $1",
         )
@@ -857,6 +885,7 @@ impl Store for PostgresStore {
                 expires_at: r.try_get("expires_at")?,
                 revoked: r.try_get("revoked")?,
                 user_enabled: r.try_get("enabled")?,
+                key_id: r.try_get("key_id")?,
             })
         })()
         .map_err(sql_err)?;

@@ -41,6 +41,7 @@ use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
 mod accounts;
 mod audit;
+mod subscriptions;
 mod writer;
 
 use writer::Writer;
@@ -526,8 +527,8 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
     let record_sql = match batch.method {
         Method::Accept | Method::Decline => {
             "INSERT INTO decisions (charge_id, operator_id, method, reference_number, user_id, \
-                                    decided_on, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                                    decided_on, request_id, key_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
         }
         Method::Acknowledge => {
             "INSERT INTO acknowledgements (charge_id, operator_id, status, reference_number, \
@@ -540,8 +541,8 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
     let mut history = conn
         .prepare_cached(
             "INSERT INTO charge_history (charge_id, event, from_status, to_status, at, user_id, \
-                                         request_id, reference_number) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                         request_id, reference_number, key_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(from_sqlite)?;
     for change in changes {
@@ -579,6 +580,7 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
                 &batch.user_id,
                 &at,
                 &batch.request_id,
+                &batch.key_id,
             ],
         };
         record.execute(record_params).map_err(from_sqlite)?;
@@ -592,8 +594,14 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
                 batch.user_id,
                 batch.request_id,
                 reference,
+                batch.key_id,
             ])
             .map_err(from_sqlite)?;
+        if batch.method == Method::Decline {
+            // A declined charge ends the Netflix service: its subscription is cancelled
+            // in this same transaction.
+            subscriptions::cancel_for_charge(conn, change.charge_id, batch)?;
+        }
     }
     Ok(())
 }
@@ -667,8 +675,10 @@ fn import_charges(
                                   amount_minor, currency, local_amount_minor, local_currency, \
                                   paid_through_date, status, initial_status, received_on, \
                                   set_as_approved_on, set_as_declined_on, \
-                                  set_as_bad_request_on, set_as_rejected_on) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                  set_as_bad_request_on, set_as_rejected_on, subscription_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     (SELECT id FROM subscriptions WHERE operator_id = ?2 AND customer_id = ?3 \
+                        AND life_cycle_state <> 'CANCELLED'))",
         )
         .map_err(from_sqlite)?;
     let mut history = conn
@@ -982,19 +992,20 @@ impl Store for SqliteStore {
     }
 
     async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {
-        let (hash, user_id, issued, expires) = (
+        let (hash, user_id, key_id, issued, expires) = (
             token.hash.0,
             token.user_id,
+            token.key_id,
             token.issued_at.unix(),
             token.expires_at.unix(),
         );
         self.writer
             .write(1, move |conn| {
                 conn.prepare_cached(
-                    "INSERT INTO tokens (hash, user_id, issued_at, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO tokens (hash, user_id, key_id, issued_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
-                .and_then(|mut s| s.execute(params![&hash[..], user_id, issued, expires]))
+                .and_then(|mut s| s.execute(params![&hash[..], user_id, key_id, issued, expires]))
                 .map_err(from_sqlite)?;
                 conn.prepare_cached("UPDATE users SET last_login_at = ?2 WHERE id = ?1")
                     .and_then(|mut s| s.execute(params![user_id, issued]))
@@ -1013,7 +1024,7 @@ impl Store for SqliteStore {
         let row = self.readers.read(|conn| {
             conn.prepare_cached(
                 "SELECT t.user_id, u.operator_id, o.code, t.expires_at, \
-                        t.revoked_at IS NOT NULL AS revoked, u.enabled \
+                        t.revoked_at IS NOT NULL AS revoked, u.enabled, t.key_id \
                  FROM tokens t JOIN users u ON u.id = t.user_id \
                  JOIN operators o ON o.id = u.operator_id WHERE t.hash = ?1",
             )
@@ -1026,6 +1037,7 @@ impl Store for SqliteStore {
                         expires_at: r.get("expires_at")?,
                         revoked: r.get("revoked")?,
                         user_enabled: r.get("enabled")?,
+                        key_id: r.get("key_id")?,
                     })
                 })
                 .optional()

@@ -1,0 +1,157 @@
+//! Web API keys: machine credentials that log in as their user (CRM.COM binds keys to
+//! users). A key is shown once, when it is made; the server keeps only its SHA-256 and
+//! its prefix, the first [`PREFIX_CHARS`] characters, by which people tell keys apart.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::clock::Timestamp;
+use crate::text::{OperatorCode, Username};
+
+/// Random bytes in a key: 256 bits, well above the contract's 128.
+pub const KEY_BYTES: usize = 32;
+
+/// What every key chargegate makes starts with, so a leaked one is recognisable.
+pub const KEY_MARK: &str = "cgk_";
+
+/// Characters of a key shown as its prefix.
+pub const PREFIX_CHARS: usize = 8;
+
+/// Longest key accepted at login: longer ones cannot be ours (nor a CRM.COM key).
+pub const MAX_KEY_CHARS: usize = 256;
+
+/// A key as handed to its owner. `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// A new key: [`KEY_MARK`] and the bytes in lower-case hex.
+    pub fn from_random_bytes(bytes: [u8; KEY_BYTES]) -> Self {
+        let mut s = String::with_capacity(KEY_MARK.len() + KEY_BYTES * 2);
+        s.push_str(KEY_MARK);
+        for b in bytes {
+            s.push_str(&format!("{b:02x}"));
+        }
+        ApiKey(s)
+    }
+
+    /// A key as a client presents it. Anything printable up to [`MAX_KEY_CHARS`] may be
+    /// a key (keys carried over from CRM.COM have their own shape); the rest cannot be
+    /// and is refused without touching the database.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.chars().count() <= MAX_KEY_CHARS
+            && !s.chars().any(|c| c.is_control() || c.is_whitespace());
+        ok.then(|| ApiKey(s.to_owned()))
+    }
+
+    /// The only form the database keeps. A key carries 256 random bits, so a plain
+    /// SHA-256 is enough: no preimage can be guessed.
+    pub fn hash(&self) -> KeyHash {
+        KeyHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+
+    /// The first [`PREFIX_CHARS`] characters, safe to show.
+    pub fn prefix(&self) -> String {
+        self.0.chars().take(PREFIX_CHARS).collect()
+    }
+
+    /// The secret itself, for the one moment it is shown to its owner.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// SHA-256 of a key: what the `api_keys` table keys on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+/// A key to store.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub operator_id: i64,
+    pub user_id: i64,
+    pub prefix: String,
+    pub hash: KeyHash,
+    pub name: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A stored key as `key list` shows it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub prefix: String,
+    pub operator: OperatorCode,
+    pub username: Username,
+    pub name: Option<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What a key login needs to know of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLogin {
+    pub key_id: i64,
+    pub user_id: i64,
+    pub operator_id: i64,
+    pub revoked: bool,
+    pub user_enabled: bool,
+}
+
+/// The outcome of `key revoke PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Revoked now, with this many tokens issued from it.
+    Revoked {
+        tokens: u64,
+    },
+    /// It was revoked before; nothing changed.
+    AlreadyRevoked,
+    NotFound,
+    /// More than one key has this prefix; nothing changed.
+    Ambiguous(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_keys_are_marked_long_and_show_only_their_prefix() {
+        let key = ApiKey::from_random_bytes([0xab; KEY_BYTES]);
+        assert!(key.expose().starts_with(KEY_MARK));
+        assert_eq!(key.expose().len(), KEY_MARK.len() + 64);
+        assert_eq!(key.prefix(), "cgk_abab");
+        assert!(!format!("{key:?}").contains(key.expose()));
+        assert!(!format!("{:?}", key.hash()).contains(key.expose()));
+    }
+
+    #[test]
+    fn a_presented_key_hashes_like_the_issued_one() {
+        let key = ApiKey::from_random_bytes([7; KEY_BYTES]);
+        let presented = ApiKey::parse(key.expose()).expect("well formed");
+        assert_eq!(presented.hash(), key.hash());
+    }
+
+    #[test]
+    fn empty_spaced_or_huge_keys_are_refused() {
+        assert!(ApiKey::parse("").is_none());
+        assert!(ApiKey::parse("a b").is_none());
+        assert!(ApiKey::parse("a\u{0}b").is_none());
+        assert!(ApiKey::parse(&"k".repeat(MAX_KEY_CHARS + 1)).is_none());
+        assert!(ApiKey::parse("0123456789abcdef0123456789abcdef").is_some());
+    }
+}

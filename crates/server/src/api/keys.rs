@@ -1,0 +1,172 @@
+//! `authentication/web_api_key/token`: a billing system logs in with a web API key
+//! instead of a person's password.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use chargegate_core::apikey::ApiKey;
+use chargegate_core::store::NewToken;
+use chargegate_core::token::{TOKEN_BYTES, Token};
+
+use super::BASE;
+use super::auth::{TokenData, invalid_credentials};
+use super::envelope::Envelope;
+use super::error::ApiError;
+use super::extract;
+use super::openapi;
+use crate::app::AppState;
+
+/// Log in with a web API key.
+///
+/// The key travels as the user name of HTTP Basic authentication with an empty password:
+/// `Authorization: Basic base64("<KEY>:")` (`base64("<KEY>")`, without the colon, is
+/// accepted too; the scheme's case does not matter). The body is optional: nothing, or a
+/// JSON object whose `unit` is accepted and ignored. The token is the same kind as a
+/// password login's (same lifetime, same revocation), and is revoked with its key. A
+/// missing or malformed header, an unknown or revoked key, or a key of a disabled user
+/// all answer `401 INVALID_CREDENTIALS` with the same message. Key logins are not
+/// counted towards the password lockout.
+#[utoipa::path(
+    post,
+    path = "/authentication/web_api_key/token",
+    context_path = BASE,
+    tag = "authentication",
+    operation_id = "login_with_key",
+    params(openapi::RequestIdHeader),
+    request_body(content = Option<openapi::KeyLoginRequest>, description = "Optional; may be empty."),
+    responses(
+        (status = 200, description = "Logged in.", body = Envelope<TokenData>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::KeyLoginErrors,
+    ),
+    security(("basic" = [])),
+)]
+pub async fn login_with_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Envelope<TokenData>, ApiError> {
+    if body.len() > extract::MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            super::error::Code::PayloadTooLarge,
+            format!(
+                "the request body is larger than {} bytes",
+                extract::MAX_BODY_BYTES
+            ),
+        ));
+    }
+    // `unit` is accepted and ignored; a body, when there is one, must still be an object.
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        extract::parse_object(&body)?;
+    }
+    let Some(key) = basic_user(&headers).and_then(|k| ApiKey::parse(&k)) else {
+        state.metrics.login_failed();
+        return Err(invalid_credentials());
+    };
+    let found = state.store.key_login(&key.hash()).await?;
+    let Some(login) = found.filter(|k| !k.revoked && k.user_enabled) else {
+        tracing::info!(prefix = %key.prefix(), "key login refused");
+        state.metrics.login_failed();
+        return Err(invalid_credentials());
+    };
+    let now = state.clock.now();
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    let token = Token::from_random_bytes(bytes);
+    state
+        .store
+        .insert_token(&NewToken {
+            hash: token.hash(),
+            user_id: login.user_id,
+            key_id: Some(login.key_id),
+            issued_at: now,
+            expires_at: now.plus_seconds(state.auth.token_ttl_seconds),
+        })
+        .await?;
+    tracing::info!(prefix = %key.prefix(), "key login");
+    Ok(Envelope::ok(TokenData::new(token.expose().to_owned())))
+}
+
+/// The user name of the one `Authorization: Basic` header, if it is well formed. The
+/// password part must be empty (or absent: no colon at all).
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let value = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    let value = value.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(base64_decode(rest.trim())?).ok()?;
+    let user = match decoded.split_once(':') {
+        Some((user, "")) => user,
+        Some(_) => return None,
+        None => decoded.as_str(),
+    };
+    Some(user.to_owned())
+}
+
+/// Standard base64 (RFC 4648, with or without `=` padding). A dozen lines rather than a
+/// dependency for one header.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // A single leftover sextet cannot end valid base64.
+    (bits < 6).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("ascii"),
+        );
+        h
+    }
+
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(base64_decode("a2V5Og==").as_deref(), Some(&b"key:"[..]));
+        assert_eq!(base64_decode("a2V5Og").as_deref(), Some(&b"key:"[..]));
+        assert_eq!(base64_decode("a2V5").as_deref(), Some(&b"key"[..]));
+        assert_eq!(base64_decode("a2V5!"), None);
+    }
+
+    #[test]
+    fn the_key_is_the_basic_user_name_with_an_empty_or_no_password() {
+        assert_eq!(basic_user(&with("Basic a2V5Og==")).as_deref(), Some("key"));
+        assert_eq!(basic_user(&with("basic a2V5")).as_deref(), Some("key"));
+        // "key:pw"
+        assert_eq!(basic_user(&with("Basic a2V5OnB3")), None);
+        assert_eq!(basic_user(&with("Bearer a2V5Og==")), None);
+        assert_eq!(basic_user(&with("Basic")), None);
+        assert_eq!(basic_user(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,646 @@
+//! `netflix/subscriptions/{create,show,suspend,unsuspend}` and `netflix/promotions/list`.
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use chargegate_core::clock::Timestamp;
+use chargegate_core::money::Money;
+use chargegate_core::subscription::{
+    Actor, Channel, CreateOutcome, CustomerDetails, DEFAULT_VALIDITY_SECONDS, LOOK_BACK_MONTHS,
+    LifeCycleState, MAX_VALIDITY_SECONDS, NewSubscription, Promotion, PromotionCode,
+    PromotionField, ShowOutcome, ShowQuery, StateChange, StateRequest, Subscription,
+    SubscriptionField, formatted_price, months_before,
+};
+use chargegate_core::text::CustomerId;
+use chargegate_core::token::{TOKEN_BYTES, Token};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::BASE;
+use super::auth::{Caller, authenticate};
+use super::charges::{repeated_parameter, shown};
+use super::context::RequestId;
+use super::envelope::{Empty, Envelope, JsonAmount};
+use super::error::{ApiError, Code};
+use super::extract::{self, JsonObject};
+use super::openapi;
+use crate::app::AppState;
+
+/// Longest customer name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Largest customer address, e-mail or phone object, as compact JSON text, in bytes.
+pub const MAX_DETAIL_BYTES: usize = 4096;
+
+/// The `data` of `subscriptions/create`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    /// chargegate's number of the subscription, `S` and eight digits.
+    #[schema(examples("S00000001"))]
+    subscription_number: String,
+    /// The token the operator redirects its customer with, so Netflix can link the
+    /// account; single use, shown only here. A new create for the same unlinked customer
+    /// issues a fresh one and the old one stops working.
+    netflix_token: String,
+    /// When the netflix token stops working (UTC, `YYYY-MM-DDTHH:MM:SS`).
+    #[schema(examples("2026-11-26T21:00:00"))]
+    netflix_token_expires_on: String,
+}
+
+fn customer_id(value: &str, field: &str) -> Result<CustomerId, ApiError> {
+    CustomerId::parse(value).map_err(|e| ApiError::invalid_parameter(field, format!("{field} {e}")))
+}
+
+/// An optional string field: absent or `null` is `None`; an empty string or any other
+/// type is refused naming the field.
+fn optional_text(
+    body: &Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Err(ApiError::invalid_parameter(
+            field,
+            format!("{field} must not be empty"),
+        )),
+        Some(Value::String(s)) if s.chars().count() > max => Err(ApiError::invalid_parameter(
+            field,
+            format!("{field} must be at most {max} characters"),
+        )),
+        Some(Value::String(s)) if s.contains('\0') => Err(ApiError::invalid_parameter(
+            field,
+            format!("{field} must not contain the NUL character"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid_parameter(
+            field,
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// An optional JSON object field, as compact text.
+fn optional_object(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => {
+            let text = v.to_string();
+            if text.len() > MAX_DETAIL_BYTES {
+                return Err(ApiError::invalid_parameter(
+                    field,
+                    format!("{field} must be at most {MAX_DETAIL_BYTES} bytes as compact JSON"),
+                ));
+            }
+            Ok(Some(text))
+        }
+        Some(_) => Err(ApiError::invalid_parameter(
+            field,
+            format!("{field} must be a JSON object"),
+        )),
+    }
+}
+
+fn mandatory_customer(body: &Map<String, Value>) -> Result<CustomerId, ApiError> {
+    let field = "billing_system_customer_identifier";
+    let value = super::auth::required_string(body, field)?;
+    customer_id(value, field)
+}
+
+async fn caller_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    carried: Option<&Value>,
+) -> Result<Caller, ApiError> {
+    let token = extract::token(carried, headers)?;
+    authenticate(state, &token).await
+}
+
+fn actor(caller: &Caller, request_id: String) -> Actor {
+    Actor {
+        user_id: caller.user_id,
+        key_id: caller.key_id,
+        request_id,
+    }
+}
+
+/// Sign a customer up for Netflix, or renew the link of one not yet linked.
+///
+/// No live subscription: a new one, `EFFECTIVE`, with `netflix_sate` `NOT_EFFECTIVE` until
+/// Netflix links the account; the promotion, if given, is redeemed. A live one that Netflix
+/// has not linked yet: the same subscription with a fresh netflix token (the old one stops
+/// working), so a retried create is harmless. A live one already linked:
+/// `409 SUBSCRIPTION_EXISTS`. Bad fields, or a `promotion_code` that names no promotion of
+/// the operator effective now: `400 INVALID_PARAMETER` naming the field.
+#[utoipa::path(
+    post,
+    path = "/netflix/subscriptions/create",
+    context_path = BASE,
+    tag = "subscriptions",
+    operation_id = "create_subscription",
+    params(openapi::RequestIdHeader),
+    request_body = openapi::CreateSubscriptionRequest,
+    responses(
+        (status = 200, description = "Created or renewed.", body = Envelope<Created>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::CreateSubscriptionErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<Created>, ApiError> {
+    let caller = caller_of(&state, &headers, body.get("token")).await?;
+    let customer = mandatory_customer(&body)?;
+    let promotion = match optional_text(&body, "promotion_code", PromotionCode::MAX_CHARS)? {
+        None => None,
+        Some(code) => Some(PromotionCode::parse(code).map_err(|e| {
+            ApiError::invalid_parameter("promotion_code", format!("promotion_code {e}"))
+        })?),
+    };
+    let channel = match body.get("channel") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(Channel::parse(s).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "channel",
+                format!(
+                    "channel must be one of WEB, STORE, MOBILE, BROADBAND, OTHER, not '{}'",
+                    shown(s)
+                ),
+            )
+        })?),
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "channel",
+                "channel must be a string",
+            ));
+        }
+    };
+    let validity = match body.get("validity_duration") {
+        None | Some(Value::Null) => DEFAULT_VALIDITY_SECONDS,
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n
+            .as_i64()
+            .filter(|s| (1..=MAX_VALIDITY_SECONDS).contains(s))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "validity_duration",
+                    format!("validity_duration must be from 1 to {MAX_VALIDITY_SECONDS} seconds"),
+                )
+            })?,
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(
+                "validity_duration",
+                "validity_duration must be a JSON integer of seconds",
+            ));
+        }
+    };
+    let details = CustomerDetails {
+        first_name: optional_text(&body, "customer_first_name", MAX_NAME_CHARS)?,
+        last_name: optional_text(&body, "customer_last_name", MAX_NAME_CHARS)?,
+        address: optional_object(&body, "customer_address")?,
+        email: optional_object(&body, "customer_email")?,
+        phone: optional_object(&body, "customer_phone")?,
+    };
+    let now = state.clock.now();
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    let netflix_token = Token::from_random_bytes(bytes);
+    let expires = now.plus_seconds(validity);
+    let outcome = state
+        .store
+        .create_subscription(&NewSubscription {
+            operator_id: caller.operator_id,
+            customer,
+            promotion,
+            channel,
+            details,
+            token_hash: netflix_token.hash(),
+            token_expires_at: expires,
+            at: now,
+            actor: actor(&caller, request_id),
+        })
+        .await?;
+    let number = match outcome {
+        CreateOutcome::Created { number } | CreateOutcome::Renewed { number } => number,
+        CreateOutcome::Exists => {
+            return Err(ApiError::new(
+                Code::SubscriptionExists,
+                "this customer's live subscription is already linked to Netflix",
+            )
+            .with_description("billing_system_customer_identifier"));
+        }
+        CreateOutcome::UnknownPromotion => {
+            return Err(ApiError::invalid_parameter(
+                "promotion_code",
+                "promotion_code names no promotion of this operator that is effective now",
+            ));
+        }
+    };
+    Ok(Envelope::ok(Created {
+        subscription_number: number,
+        netflix_token: netflix_token.expose().to_owned(),
+        netflix_token_expires_on: expires.to_string(),
+    }))
+}
+
+/// Suspend a customer's live subscription: `EFFECTIVE` → `NOT_EFFECTIVE`.
+///
+/// Already suspended: `OK`, nothing changes. No live subscription (none, or only
+/// cancelled ones): `404 SUBSCRIPTION_NOT_FOUND`.
+#[utoipa::path(
+    post,
+    path = "/netflix/subscriptions/suspend",
+    context_path = BASE,
+    tag = "subscriptions",
+    operation_id = "suspend_subscription",
+    params(openapi::RequestIdHeader),
+    request_body = openapi::CustomerRequest,
+    responses(
+        (status = 200, description = "Suspended (or already was).", body = Envelope<Empty>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::StateErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn suspend(
+    state: State<AppState>,
+    id: Extension<RequestId>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Envelope<Empty>, ApiError> {
+    change_state(LifeCycleState::NotEffective, state, id, headers, body).await
+}
+
+/// Unsuspend a customer's live subscription: `NOT_EFFECTIVE` → `EFFECTIVE`.
+///
+/// Already effective: `OK`, nothing changes. No live subscription: `404
+/// SUBSCRIPTION_NOT_FOUND`.
+#[utoipa::path(
+    post,
+    path = "/netflix/subscriptions/unsuspend",
+    context_path = BASE,
+    tag = "subscriptions",
+    operation_id = "unsuspend_subscription",
+    params(openapi::RequestIdHeader),
+    request_body = openapi::CustomerRequest,
+    responses(
+        (status = 200, description = "Unsuspended (or already was effective).", body = Envelope<Empty>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::StateErrors,
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn unsuspend(
+    state: State<AppState>,
+    id: Extension<RequestId>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Envelope<Empty>, ApiError> {
+    change_state(LifeCycleState::Effective, state, id, headers, body).await
+}
+
+async fn change_state(
+    target: LifeCycleState,
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<Empty>, ApiError> {
+    let caller = caller_of(&state, &headers, body.get("token")).await?;
+    let customer = mandatory_customer(&body)?;
+    let change = state
+        .store
+        .set_subscription_state(&StateRequest {
+            operator_id: caller.operator_id,
+            customer,
+            target,
+            at: state.clock.now(),
+            actor: actor(&caller, request_id),
+        })
+        .await?;
+    match change {
+        StateChange::Changed | StateChange::Unchanged => Ok(Envelope::ok(Empty {})),
+        StateChange::NotFound => Err(ApiError::new(
+            Code::SubscriptionNotFound,
+            "this customer has no live subscription",
+        )
+        .with_description("billing_system_customer_identifier")),
+    }
+}
+
+// ---- reads ------------------------------------------------------------------------------
+
+/// The query of a GET, each parameter once.
+fn query_of(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
+    })?;
+    if let Some(name) = repeated_parameter(&query) {
+        return Err(ApiError::invalid_parameter(
+            shown(name),
+            format!(
+                "the query parameter '{}' is given more than once",
+                shown(name)
+            ),
+        ));
+    }
+    Ok(query)
+}
+
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn query_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<Caller, ApiError> {
+    let token = param(query, "token").map(|v| Value::String(v.to_owned()));
+    caller_of(state, headers, token.as_ref()).await
+}
+
+/// `fields_set`: comma-separated names among `all` (spaces and tabs around names
+/// ignored); absent or empty means all, in order.
+fn fields_set<F: Copy + PartialEq>(
+    query: &[(String, String)],
+    all: &[F],
+    parse: impl Fn(&str) -> Option<F>,
+    what: &str,
+) -> Result<Vec<F>, ApiError> {
+    let blank = |s: &str| s.trim_matches([' ', '\t']).to_owned();
+    let Some(list) = param(query, "fields_set")
+        .map(blank)
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(all.to_vec());
+    };
+    let mut wanted = Vec::new();
+    for name in list.split(',').map(blank) {
+        wanted.push(parse(&name).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "fields_set",
+                format!(
+                    "fields_set names an unknown {what} field '{}'",
+                    shown(&name)
+                ),
+            )
+        })?);
+    }
+    Ok(all.iter().copied().filter(|f| wanted.contains(f)).collect())
+}
+
+struct AsText<T>(T);
+
+impl<T: std::fmt::Display> Serialize for AsText<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A promotion with the chosen fields, in order.
+struct PromotionView<'a> {
+    promotion: &'a Promotion,
+    fields: &'a [PromotionField],
+}
+
+impl Serialize for PromotionView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.promotion;
+        let mut map = s.serialize_map(Some(self.fields.len()))?;
+        for field in self.fields {
+            let key = field.name();
+            match field {
+                PromotionField::Code => map.serialize_entry(key, p.code.as_str())?,
+                PromotionField::Name => map.serialize_entry(key, &p.name)?,
+                PromotionField::Description => map.serialize_entry(key, &p.description)?,
+                PromotionField::EffectiveFrom => {
+                    map.serialize_entry(key, &AsText(p.effective_from))?
+                }
+                PromotionField::ExpiresOn => map.serialize_entry(key, &p.expires_on.map(AsText))?,
+            }
+        }
+        map.end()
+    }
+}
+
+struct PriceView(Money);
+
+impl Serialize for PriceView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        // CRM.COM's PascalCase name.
+        map.serialize_entry("FormattedPrice", &formatted_price(&self.0))?;
+        map.serialize_entry("amount", &JsonAmount(self.0))?;
+        map.serialize_entry("currency", self.0.currency().code())?;
+        map.end()
+    }
+}
+
+/// A subscription with the chosen fields, in order.
+struct SubscriptionView<'a> {
+    subscription: &'a Subscription,
+    fields: &'a [SubscriptionField],
+}
+
+impl Serialize for SubscriptionView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let sub = self.subscription;
+        let mut map = s.serialize_map(Some(self.fields.len()))?;
+        for field in self.fields {
+            let key = field.name();
+            match field {
+                SubscriptionField::SubscriptionNumber => map.serialize_entry(key, &sub.number)?,
+                SubscriptionField::BillingSystemCustomerIdentifier => {
+                    map.serialize_entry(key, sub.customer.as_str())?
+                }
+                SubscriptionField::NetflixCustomerIdentifier => {
+                    map.serialize_entry(key, &sub.netflix_customer)?
+                }
+                SubscriptionField::LifeCycleState => {
+                    map.serialize_entry(key, sub.state.as_str())?
+                }
+                SubscriptionField::NetflixSate => {
+                    map.serialize_entry(key, sub.netflix_state.as_str())?
+                }
+                SubscriptionField::CreatedOn => {
+                    map.serialize_entry(key, &AsText(sub.created_on))?
+                }
+                SubscriptionField::CancelledOn => {
+                    map.serialize_entry(key, &sub.cancelled_on.map(AsText))?
+                }
+                SubscriptionField::PromotionsSet => {
+                    let all = PromotionField::ALL;
+                    let views: Vec<PromotionView<'_>> = sub
+                        .promotions
+                        .iter()
+                        .map(|promotion| PromotionView {
+                            promotion,
+                            fields: &all,
+                        })
+                        .collect();
+                    map.serialize_entry(key, &views)?
+                }
+                SubscriptionField::PricesSet => {
+                    let views: Vec<PriceView> = sub.prices.iter().copied().map(PriceView).collect();
+                    map.serialize_entry(key, &views)?
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// The `data` of `subscriptions/show`: a bare array.
+pub struct ShowData {
+    subscriptions: Vec<Subscription>,
+    fields: Vec<SubscriptionField>,
+}
+
+impl Serialize for ShowData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.subscriptions
+                .iter()
+                .map(|subscription| SubscriptionView {
+                    subscription,
+                    fields: &self.fields,
+                }),
+        )
+    }
+}
+
+/// Show a customer's subscriptions: the live one first, then cancelled ones newest first.
+///
+/// Name the customer by `billing_system_customer_identifier`, by
+/// `netflix_customer_identifier` (the Netflix PAI), or both (they must name the same
+/// customer, else `400 INVALID_PARAMETER` naming `netflix_customer_identifier`); neither
+/// is `400 INVALID_PARAMETER`. No subscription: `data` is `[]`.
+#[utoipa::path(
+    get,
+    path = "/netflix/subscriptions/show",
+    context_path = BASE,
+    tag = "subscriptions",
+    operation_id = "show_subscriptions",
+    params(openapi::SubscriptionShowQuery),
+    responses(
+        (status = 200, description = "The customer's subscriptions (a bare array).",
+            body = openapi::SubscriptionsEnvelope,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::ReadErrors,
+    ),
+    security(("token_query" = []), ("bearer" = [])),
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Envelope<ShowData>, ApiError> {
+    let query = query_of(query)?;
+    let caller = query_caller(&state, &headers, &query).await?;
+    let customer = param(&query, "billing_system_customer_identifier")
+        .map(|v| customer_id(v, "billing_system_customer_identifier"))
+        .transpose()?;
+    let netflix = param(&query, "netflix_customer_identifier")
+        .map(|v| customer_id(v, "netflix_customer_identifier"))
+        .transpose()?
+        .map(CustomerId::into_string);
+    if customer.is_none() && netflix.is_none() {
+        return Err(ApiError::invalid_parameter(
+            "billing_system_customer_identifier",
+            "give billing_system_customer_identifier, netflix_customer_identifier, or both",
+        ));
+    }
+    let fields = fields_set(
+        &query,
+        &SubscriptionField::ALL,
+        SubscriptionField::parse,
+        "subscription",
+    )?;
+    let now = state.clock.now();
+    let outcome = state
+        .store
+        .show_subscriptions(&ShowQuery {
+            operator_id: caller.operator_id,
+            customer,
+            netflix_customer: netflix,
+            since: months_before(now, LOOK_BACK_MONTHS),
+        })
+        .await?;
+    match outcome {
+        ShowOutcome::Found(subscriptions) => Ok(Envelope::ok(ShowData {
+            subscriptions,
+            fields,
+        })),
+        ShowOutcome::Mismatch => Err(ApiError::invalid_parameter(
+            "netflix_customer_identifier",
+            "netflix_customer_identifier and billing_system_customer_identifier do not name \
+             the same customer",
+        )),
+    }
+}
+
+/// The `data` of `promotions/list`: a bare array.
+pub struct PromotionsData {
+    promotions: Vec<Promotion>,
+    fields: Vec<PromotionField>,
+}
+
+impl Serialize for PromotionsData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.promotions.iter().map(|promotion| PromotionView {
+            promotion,
+            fields: &self.fields,
+        }))
+    }
+}
+
+/// List the operator's promotions effective now.
+///
+/// `effective_from` ≤ now and (`expires_on` is `null` or later than now), ordered by
+/// `effective_from` then `code`. `data` is a bare array, as in CRM.COM's example.
+#[utoipa::path(
+    get,
+    path = "/netflix/promotions/list",
+    context_path = BASE,
+    tag = "subscriptions",
+    operation_id = "list_promotions",
+    params(openapi::PromotionsQuery),
+    responses(
+        (status = 200, description = "The promotions effective now (a bare array).",
+            body = openapi::PromotionsEnvelope,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        openapi::ReadErrors,
+    ),
+    security(("token_query" = []), ("bearer" = [])),
+)]
+pub async fn list_promotions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Envelope<PromotionsData>, ApiError> {
+    let query = query_of(query)?;
+    let caller = query_caller(&state, &headers, &query).await?;
+    let fields = fields_set(
+        &query,
+        &PromotionField::ALL,
+        PromotionField::parse,
+        "promotion",
+    )?;
+    let now: Timestamp = state.clock.now();
+    let promotions = state
+        .store
+        .effective_promotions(caller.operator_id, now)
+        .await?;
+    Ok(Envelope::ok(PromotionsData { promotions, fields }))
+}
