@@ -7,6 +7,10 @@ mod common;
 use std::process::Output;
 use std::sync::Arc;
 
+use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey};
+use chargegate_core::clock::Clock;
+use chargegate_core::subscription::{NewPromotion, Promotion, PromotionCode};
+use chargegate_core::text::{OperatorCode, Username};
 use chargegate_store::tables::Chunk;
 use chargegate_store::{DatabaseUrl, StoreOptions};
 use common::*;
@@ -22,9 +26,80 @@ fn chargegate(args: &[&str]) -> Output {
 /// A database with something in every table.
 async fn populated(backend: Backend) -> TestServer {
     let srv = TestServer::start(backend).await;
+    // Subscriptions (one with a promotion, one suspended) before the charges, so the
+    // charges of customers b and e belong to them; C2's decline below cancels b's.
+    let now = srv.clock.now();
+    srv.store
+        .create_promotion(&NewPromotion {
+            operator_id: srv.operator_id(OPERATOR).await,
+            promotion: Promotion {
+                code: PromotionCode::parse("WELCOME").unwrap(),
+                name: "Welcome".into(),
+                description: Some("three months".into()),
+                effective_from: now.plus_seconds(-60),
+                expires_on: None,
+            },
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let token = srv.login().await;
+    for body in [
+        json!({"token": token, "billing_system_customer_identifier": "b", "promotion_code": "WELCOME",
+               "customer_address": {"city": "Nicosia"}}),
+        json!({"token": token, "billing_system_customer_identifier": "e", "channel": "WEB"}),
+    ] {
+        let r = srv
+            .post(&format!("{V2}/netflix/subscriptions/create"), &body)
+            .await;
+        assert_eq!(r.code(), "OK", "{}", r.text);
+    }
+    let r = srv
+        .post(
+            &format!("{V2}/netflix/subscriptions/suspend"),
+            &json!({"token": token, "billing_system_customer_identifier": "e"}),
+        )
+        .await;
+    r.assert_all_ok();
+    // A web API key, and a token issued from it.
+    let user = srv
+        .store
+        .login_user(
+            &OperatorCode::parse(OPERATOR).unwrap(),
+            &Username::parse(USER).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let key = ApiKey::from_random_bytes([9; KEY_BYTES]);
+    srv.store
+        .create_api_key(&NewApiKey {
+            operator_id: user.operator_id,
+            user_id: user.user_id,
+            prefix: key.prefix(),
+            hash: key.hash(),
+            name: Some("billing".into()),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let r = srv
+        .send(
+            srv.client()
+                .post(srv.url(&format!("{V2}/authentication/web_api_key/token")))
+                .basic_auth(key.expose(), Some("")),
+        )
+        .await;
+    assert_eq!(r.code(), "OK", "{}", r.text);
     srv.add_charges(
         OPERATOR,
-        &[("C1", "a"), ("C2", "b"), ("C3", "c"), ("C4", "d")],
+        &[
+            ("C1", "a"),
+            ("C2", "b"),
+            ("C3", "c"),
+            ("C4", "d"),
+            ("C5", "e"),
+        ],
     )
     .await;
     srv.add_charges(RIVAL, &[("X1", "r")]).await;
@@ -98,6 +173,11 @@ async fn a_copy_to_postgresql_and_back_keeps_every_row() {
         "decisions",
         "acknowledgements",
         "charge_history",
+        "api_keys",
+        "subscriptions",
+        "promotions",
+        "subscription_history",
+        "subscription_promotions",
         "end",
     ] {
         assert!(tables.contains(&t), "the fixture must fill {t}: {tables:?}");
@@ -111,7 +191,8 @@ async fn a_copy_to_postgresql_and_back_keeps_every_row() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("charges: 5 row(s)"), "{printed}");
+    assert!(printed.contains("charges: 6 row(s)"), "{printed}");
+    assert!(printed.contains("subscriptions: 2 row(s)"), "{printed}");
     assert_eq!(comparable(&pg).await, original);
 
     let back = Arc::new(TestDb::new(Backend::Sqlite).await);
@@ -152,6 +233,37 @@ async fn a_copy_to_postgresql_and_back_keeps_every_row() {
         .await
         .assert_all_ok();
     copy.add_operator("newop", "EUR", "u", "pw-1").await;
+    // Subscriptions came along: b's was cancelled by C2's decline, e's is suspended, and a
+    // new one is numbered after the copied ones.
+    let show = |customer: &str| {
+        format!(
+            "{V2}/netflix/subscriptions/show?token={token}&billing_system_customer_identifier={customer}"
+        )
+    };
+    let b = copy.get(&show("b")).await;
+    assert_eq!(
+        b.body["data"][0]["life_cycle_state"], "CANCELLED",
+        "{}",
+        b.text
+    );
+    assert_eq!(b.body["data"][0]["promotions_set"][0]["code"], "WELCOME");
+    assert_eq!(
+        b.body["data"][0]["prices_set"][0]["FormattedPrice"],
+        "9.99 EUR"
+    );
+    let e = copy.get(&show("e")).await;
+    assert_eq!(e.body["data"][0]["life_cycle_state"], "NOT_EFFECTIVE");
+    let r = copy
+        .post(
+            &format!("{V2}/netflix/subscriptions/create"),
+            &json!({"token": token, "billing_system_customer_identifier": "f"}),
+        )
+        .await;
+    assert_eq!(
+        r.body["data"]["subscription_number"], "S00000003",
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
