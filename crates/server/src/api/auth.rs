@@ -57,7 +57,7 @@ pub fn required_string<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&
     }
 }
 
-pub(crate) fn invalid_credentials() -> ApiError {
+fn invalid_credentials() -> ApiError {
     ApiError::new(
         Code::InvalidCredentials,
         "the username, password or organisation is not correct",

@@ -9,9 +9,9 @@ use chargegate_core::store::NewToken;
 use chargegate_core::token::{TOKEN_BYTES, Token};
 
 use super::BASE;
-use super::auth::{TokenData, invalid_credentials};
+use super::auth::TokenData;
 use super::envelope::Envelope;
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use super::extract;
 use super::openapi;
 use crate::app::AppState;
@@ -48,7 +48,7 @@ pub async fn login_with_key(
 ) -> Result<Envelope<TokenData>, ApiError> {
     if body.len() > extract::MAX_BODY_BYTES {
         return Err(ApiError::new(
-            super::error::Code::PayloadTooLarge,
+            Code::PayloadTooLarge,
             format!(
                 "the request body is larger than {} bytes",
                 extract::MAX_BODY_BYTES
@@ -61,13 +61,13 @@ pub async fn login_with_key(
     }
     let Some(key) = basic_user(&headers).and_then(|k| ApiKey::parse(&k)) else {
         state.metrics.login_failed();
-        return Err(invalid_credentials());
+        return Err(invalid_key());
     };
     let found = state.store.key_login(&key.hash()).await?;
     let Some(login) = found.filter(|k| !k.revoked && k.user_enabled) else {
         tracing::info!(prefix = %key.prefix(), "key login refused");
         state.metrics.login_failed();
-        return Err(invalid_credentials());
+        return Err(invalid_key());
     };
     let now = state.clock.now();
     let mut bytes = [0u8; TOKEN_BYTES];
@@ -85,6 +85,14 @@ pub async fn login_with_key(
         .await?;
     tracing::info!(prefix = %key.prefix(), "key login");
     Ok(Envelope::ok(TokenData::new(token.expose().to_owned())))
+}
+
+/// Every refusal of a key, alike: nothing tells a revoked key from an unknown one.
+fn invalid_key() -> ApiError {
+    ApiError::new(
+        Code::InvalidCredentials,
+        "the web API key is missing, malformed, unknown or revoked",
+    )
 }
 
 /// The user name of the one `Authorization: Basic` header, if it is well formed. The
