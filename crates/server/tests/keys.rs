@@ -77,6 +77,7 @@ on_every_backend! {
         for (header, body) in [
             (basic(&format!("{}:", key.expose())), ""),
             (basic(key.expose()), ""),
+            (basic(key.expose()), "null"),
             (basic(&format!("{}:", key.expose())).replace("Basic", "basic"), r#"{"unit":"x"}"#),
         ] {
             let r = key_login(&srv, Some(&header), body).await;

@@ -20,8 +20,8 @@ use crate::app::AppState;
 ///
 /// The key travels as the user name of HTTP Basic authentication with an empty password:
 /// `Authorization: Basic base64("<KEY>:")` (`base64("<KEY>")`, without the colon, is
-/// accepted too; the scheme's case does not matter). The body is optional: nothing, or a
-/// JSON object whose `unit` is accepted and ignored. The token is the same kind as a
+/// accepted too; the scheme's case does not matter). The body is optional: nothing,
+/// `null`, or a JSON object whose `unit` is accepted and ignored. The token is the same kind as a
 /// password login's (same lifetime, same revocation), and is revoked with its key. A
 /// missing or malformed header, an unknown or revoked key, or a key of a disabled user
 /// all answer `401 INVALID_CREDENTIALS` with the same message. Key logins are not
@@ -55,8 +55,11 @@ pub async fn login_with_key(
             ),
         ));
     }
-    // `unit` is accepted and ignored; a body, when there is one, must still be an object.
-    if !body.iter().all(u8::is_ascii_whitespace) {
+    // `unit` is accepted and ignored; a body, when there is one, must still be an object
+    // (JSON `null` counts as no body).
+    let blank = body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_null());
+    if !blank {
         extract::parse_object(&body)?;
     }
     let Some(key) = basic_user(&headers).and_then(|k| ApiKey::parse(&k)) else {

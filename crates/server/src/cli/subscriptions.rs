@@ -107,9 +107,22 @@ async fn key_on(
                 .login_user(&code, &username)
                 .await?
                 .ok_or_else(|| anyhow!("no user '{user}' of operator '{operator}'"))?;
-            let mut bytes = [0u8; KEY_BYTES];
-            getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
-            let key = ApiKey::from_random_bytes(bytes);
+            // The prefix names a key to `key revoke`; a new key never shares one, so
+            // every key chargegate makes can be revoked by its prefix.
+            let taken: std::collections::HashSet<String> = store
+                .api_keys(None)
+                .await?
+                .into_iter()
+                .map(|k| k.prefix)
+                .collect();
+            let key = loop {
+                let mut bytes = [0u8; KEY_BYTES];
+                getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness: {e}"))?;
+                let key = ApiKey::from_random_bytes(bytes);
+                if !taken.contains(&key.prefix()) {
+                    break key;
+                }
+            };
             store
                 .create_api_key(&NewApiKey {
                     operator_id: found.operator_id,
