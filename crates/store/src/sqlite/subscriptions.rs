@@ -135,7 +135,7 @@ fn create(conn: &Connection, new: &NewSubscription) -> StoreResult<CreateOutcome
         id: *id,
         linked: *linked,
     }));
-    let (id, number, state, outcome) = match (plan, live) {
+    let (id, state, outcome) = match (plan, live) {
         (CreatePlan::Exists, _) => return Ok(CreateOutcome::Exists),
         (CreatePlan::Renew { subscription_id }, Some((_, number, _, state))) => {
             conn.prepare_cached(
@@ -160,12 +160,7 @@ fn create(conn: &Connection, new: &NewSubscription) -> StoreResult<CreateOutcome
                 &new.actor,
                 None,
             )?;
-            (
-                subscription_id,
-                number.clone(),
-                state,
-                CreateOutcome::Renewed { number },
-            )
+            (subscription_id, state, CreateOutcome::Renewed { number })
         }
         _ => {
             let id: i64 = conn
@@ -215,13 +210,11 @@ fn create(conn: &Connection, new: &NewSubscription) -> StoreResult<CreateOutcome
             )?;
             (
                 id,
-                number.clone(),
                 "EFFECTIVE".to_owned(),
                 CreateOutcome::Created { number },
             )
         }
     };
-    let _ = number;
     if let Some(promotion_id) = promotion {
         let redeemed = conn
             .prepare_cached(
