@@ -12,6 +12,7 @@ use chargegate_core::money::{Currency, Money};
 use chargegate_core::store::{ImportOutcome, NewCharge};
 use chargegate_core::subscription::{NewPromotion, Promotion, PromotionCode};
 use chargegate_core::text::{ChargeNumber, CustomerId};
+use chargegate_core::token::Token;
 use common::*;
 use serde_json::{Value, json};
 
@@ -187,6 +188,19 @@ on_every_backend! {
             srv.db.scalar("SELECT count(*) FROM subscription_history WHERE event = 'token_renewed'").await,
             1
         );
+        // Only the fresh token's hash is kept: the old token stops working.
+        for (reply, kept) in [(&first, 0), (&second, 1)] {
+            let token = Token::parse(reply.body["data"]["netflix_token"].as_str().unwrap()).unwrap();
+            let hex: String = token.hash().0.iter().map(|b| format!("{b:02x}")).collect();
+            let literal = match srv.db.backend {
+                Backend::Sqlite => format!("X'{hex}'"),
+                Backend::Postgres => format!("'\\x{hex}'::bytea"),
+            };
+            let found = srv.db.scalar(&format!(
+                "SELECT count(*) FROM subscriptions WHERE netflix_token_hash = {literal}"
+            )).await;
+            assert_eq!(found, kept);
+        }
     }
 
     async fn a_create_after_netflix_linked_the_customer_is_subscription_exists(backend) {
