@@ -94,7 +94,7 @@ checks.negative_data_rejection.enabled = false
 
 # Valid by the document yet refused by design, for what a schema cannot say: show needs at
 # least one of its two optional identifiers, and create's promotion_code must name a
-# promotion of the operator that is effective now (docs/api.md section 10).
+# promotion of the operator that is effective now (docs/api.md section 11).
 [[operations]]
 include-operation-id = ["show_subscriptions", "create_subscription"]
 checks.positive_data_acceptance.enabled = false
