@@ -92,15 +92,19 @@ pub struct ActorColumns<'a> {
     pub event: &'a str,
     /// The acting user's name, when a user acted.
     pub username: Option<&'a str>,
+    /// The visible prefix of the web API key the user's token came from, if any.
+    pub key_prefix: Option<&'a str>,
 }
 
 impl Actor {
-    /// Who wrote a history row. A row written with a user is that user's; the rest come
+    /// Who wrote a history row. A row written with a token from a web API key is that
+    /// key's; one written with a password login's token is that user's; the rest come
     /// from the command line's imports.
     pub fn of(columns: &ActorColumns<'_>) -> Actor {
-        match columns.username {
-            Some(name) => Actor::User(name.to_owned()),
-            None => Actor::Import,
+        match (columns.key_prefix, columns.username) {
+            (Some(prefix), _) => Actor::Key(prefix.to_owned()),
+            (None, Some(name)) => Actor::User(name.to_owned()),
+            (None, None) => Actor::Import,
         }
     }
 }
@@ -288,11 +292,19 @@ mod tests {
         let user = ActorColumns {
             event: "decline",
             username: Some("billing"),
+            key_prefix: None,
         };
         assert_eq!(Actor::of(&user).to_string(), "user:billing");
+        let key = ActorColumns {
+            event: "decline",
+            username: Some("billing"),
+            key_prefix: Some("cgk_3f9a"),
+        };
+        assert_eq!(Actor::of(&key).to_string(), "key:cgk_3f9a");
         let import = ActorColumns {
             event: "import",
             username: None,
+            key_prefix: None,
         };
         assert_eq!(Actor::of(&import).to_string(), "import");
         assert_eq!(Actor::Key("cgk_3f9a".into()).to_string(), "key:cgk_3f9a");

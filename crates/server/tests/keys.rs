@@ -8,6 +8,8 @@ use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey, RevokeOutcome};
 use chargegate_core::clock::Timestamp;
 use chargegate_core::text::{OperatorCode, Username};
 use common::*;
+
+const V1: &str = "/chargegate/v1";
 use serde_json::json;
 
 fn basic(text: &str) -> String {
@@ -213,6 +215,27 @@ on_every_backend! {
         let unkeyed = "SELECT count(*) FROM decisions d JOIN charges c ON c.id = d.charge_id \
                        WHERE c.number = 'I2' AND d.key_id IS NULL";
         assert_eq!(srv.db.scalar(unkeyed).await, 1);
+        // The audit trail names the key as the actor, and the user for a password login.
+        for (number, actor) in [("I1", format!("key:{}", key.prefix())), ("I2", format!("user:{USER}"))] {
+            let r = srv.get(&format!("{V1}/charges/show?token={password_token}&number={number}")).await;
+            let history = r.body["data"]["history_set"].as_array().cloned().unwrap_or_default();
+            assert_eq!(history.last().map(|h| h["actor"].clone()), Some(json!(actor)), "{}", r.text);
+            // On PostgreSQL the feed holds an entry back while any older transaction of
+            // the cluster is still running (other tests share it): ask until it is served.
+            let mut found = None;
+            for _ in 0..100 {
+                let feed = srv
+                    .get(&format!("{V1}/charges/decisions?token={password_token}&from=2000-01-01T00:00:00&to=2100-01-01T00:00:00"))
+                    .await;
+                let entries = feed.body["data"]["decisions_set"].as_array().cloned().unwrap_or_default();
+                found = entries.into_iter().find(|e| e["number"] == number);
+                if found.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(found.map(|e| e["actor"].clone()), Some(json!(actor)));
+        }
     }
 
     async fn another_operators_user_cannot_be_given_a_key_through_the_list(backend) {

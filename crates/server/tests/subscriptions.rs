@@ -14,6 +14,8 @@ use chargegate_core::subscription::{NewPromotion, Promotion, PromotionCode};
 use chargegate_core::text::{ChargeNumber, CustomerId};
 use chargegate_core::token::Token;
 use common::*;
+
+const V1: &str = "/chargegate/v1";
 use serde_json::{Value, json};
 
 async fn create(srv: &TestServer, token: &str, fields: Value) -> Reply {
@@ -354,6 +356,12 @@ on_every_backend! {
         let sub = &s.body["data"][0];
         assert_eq!(sub["life_cycle_state"], "CANCELLED");
         assert!(sub["cancelled_on"].is_string());
+        // charges/show names the subscription a charge belongs to; c3 has none.
+        let number = sub["subscription_number"].clone();
+        let shown = srv.get(&format!("{V1}/charges/show?token={token}&number=I2")).await;
+        assert_eq!(shown.body["data"]["charge"]["subscription_number"], number, "{}", shown.text);
+        let shown = srv.get(&format!("{V1}/charges/show?token={token}&number=I3")).await;
+        assert_eq!(shown.body["data"]["charge"]["subscription_number"], Value::Null, "{}", shown.text);
         assert_eq!(
             srv.db.scalar("SELECT count(*) FROM subscription_history h JOIN charges c ON c.id = h.charge_id \
                            WHERE h.event = 'cancelled' AND h.from_state = 'NOT_EFFECTIVE' AND c.number = 'I2'").await,

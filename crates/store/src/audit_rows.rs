@@ -21,6 +21,7 @@ pub(crate) struct HistoryRow {
     pub username: Option<String>,
     pub request_id: Option<String>,
     pub reference_number: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 impl HistoryRow {
@@ -35,6 +36,7 @@ impl HistoryRow {
             actor: Actor::of(&ActorColumns {
                 event: &self.event,
                 username: self.username.as_deref(),
+                key_prefix: self.key_prefix.as_deref(),
             }),
             request_id: self.request_id,
             reference_number: self.reference_number,
@@ -50,6 +52,7 @@ pub(crate) struct RecordRow<'a> {
     pub reference_number: Option<String>,
     pub netflix_customer: Option<String>,
     pub acknowledged_status: Option<String>,
+    pub subscription_number: Option<String>,
 }
 
 impl RecordRow<'_> {
@@ -60,8 +63,7 @@ impl RecordRow<'_> {
             charge,
             reference_number: self.reference_number,
             netflix_customer: self.netflix_customer,
-            // Subscriptions are not stored yet.
-            subscription_number: None,
+            subscription_number: self.subscription_number,
             acknowledged_status: self
                 .acknowledged_status
                 .as_deref()

@@ -29,14 +29,16 @@ const RECORD_SQL: &str = "SELECT c.id, o.code, c.number, c.customer_id, c.amount
         c.currency, c.local_amount_minor, c.local_currency, c.paid_through_date, c.status, \
         c.received_on, c.set_as_approved_on, c.set_as_declined_on, c.set_as_bad_request_on, \
         c.set_as_rejected_on, c.netflix_customer_id, c.acknowledged_status, \
-        d.reference_number AS decision_reference \
+        d.reference_number AS decision_reference, s.number AS subscription_number \
      FROM charges c JOIN operators o ON o.id = c.operator_id \
      LEFT JOIN decisions d ON d.charge_id = c.id \
+     LEFT JOIN subscriptions s ON s.id = c.subscription_id \
      WHERE c.number = $1 AND ($2::bigint IS NULL OR c.operator_id = $2)";
 
 const HISTORY_SQL: &str = "SELECT h.at, h.event, h.from_status, h.to_status, u.username, \
-        h.request_id, h.reference_number \
+        h.request_id, h.reference_number, k.prefix AS key_prefix \
      FROM charge_history h LEFT JOIN users u ON u.id = h.user_id \
+     LEFT JOIN api_keys k ON k.id = h.key_id \
      WHERE h.charge_id = $1 ORDER BY h.id";
 
 /// One page plus one row, without the horizon's filter: rows at or past the horizon sort
@@ -47,9 +49,10 @@ const FEED_SQL: &str = "WITH horizon AS MATERIALIZED \
         (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) \
      SELECT h.xid, h.id, c.number, c.customer_id, h.at, h.event, h.from_status, h.to_status, \
             u.username, h.request_id, h.reference_number, c.amount_minor, c.currency, \
-            horizon.xmin \
+            horizon.xmin, k.prefix AS key_prefix \
      FROM charge_history h JOIN charges c ON c.id = h.charge_id \
-     LEFT JOIN users u ON u.id = h.user_id CROSS JOIN horizon \
+     LEFT JOIN users u ON u.id = h.user_id LEFT JOIN api_keys k ON k.id = h.key_id \
+     CROSS JOIN horizon \
      WHERE (h.xid, h.id) > ($1, $2) AND c.operator_id = $3 AND h.at >= $4 AND h.at < $5 \
        AND h.from_status IS NOT NULL AND h.from_status <> h.to_status \
      ORDER BY h.xid, h.id LIMIT $6";
@@ -63,6 +66,7 @@ fn history_row(r: &PgRow) -> Result<HistoryRow, sqlx::Error> {
         username: r.try_get("username")?,
         request_id: r.try_get("request_id")?,
         reference_number: r.try_get("reference_number")?,
+        key_prefix: r.try_get("key_prefix")?,
     })
 }
 
@@ -121,6 +125,7 @@ impl AuditStore for PostgresStore {
                 reference_number: r.try_get("decision_reference")?,
                 netflix_customer: r.try_get("netflix_customer_id")?,
                 acknowledged_status: r.try_get("acknowledged_status")?,
+                subscription_number: r.try_get("subscription_number")?,
             })
         })()
         .map_err(sql_err)?;

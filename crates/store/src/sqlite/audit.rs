@@ -23,22 +23,25 @@ const RECORD_SQL: &str = "SELECT c.id, o.code, c.number, c.customer_id, c.amount
         c.currency, c.local_amount_minor, c.local_currency, c.paid_through_date, c.status, \
         c.received_on, c.set_as_approved_on, c.set_as_declined_on, c.set_as_bad_request_on, \
         c.set_as_rejected_on, c.netflix_customer_id, c.acknowledged_status, \
-        d.reference_number AS decision_reference \
+        d.reference_number AS decision_reference, s.number AS subscription_number \
      FROM charges c JOIN operators o ON o.id = c.operator_id \
      LEFT JOIN decisions d ON d.charge_id = c.id \
+     LEFT JOIN subscriptions s ON s.id = c.subscription_id \
      WHERE c.number = ?1 AND (?2 IS NULL OR c.operator_id = ?2)";
 
 const HISTORY_SQL: &str = "SELECT h.at, h.event, h.from_status, h.to_status, u.username, \
-        h.request_id, h.reference_number \
+        h.request_id, h.reference_number, k.prefix AS key_prefix \
      FROM charge_history h LEFT JOIN users u ON u.id = h.user_id \
+     LEFT JOIN api_keys k ON k.id = h.key_id \
      WHERE h.charge_id = ?1 ORDER BY h.id";
 
 fn feed_sql() -> String {
     format!(
         "SELECT h.id, c.number, c.customer_id, h.at, h.event, h.from_status, h.to_status, \
-                u.username, h.request_id, h.reference_number, c.amount_minor, c.currency \
+                u.username, h.request_id, h.reference_number, c.amount_minor, c.currency, \
+                k.prefix \
          FROM charge_history h JOIN charges c ON c.id = h.charge_id \
-         LEFT JOIN users u ON u.id = h.user_id \
+         LEFT JOIN users u ON u.id = h.user_id LEFT JOIN api_keys k ON k.id = h.key_id \
          WHERE h.id > ?1 AND c.operator_id = ?2 AND h.at >= ?3 AND h.at < ?4 \
            AND {IS_STATUS_CHANGE} \
          ORDER BY h.id LIMIT ?5"
@@ -54,6 +57,7 @@ fn history_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryRow> {
         username: r.get("username")?,
         request_id: r.get("request_id")?,
         reference_number: r.get("reference_number")?,
+        key_prefix: r.get("key_prefix")?,
     })
 }
 
@@ -90,6 +94,7 @@ fn charge_record(
                         r.get::<_, Option<String>>("netflix_customer_id")?,
                         r.get::<_, Option<String>>("acknowledged_status")?,
                         r.get::<_, Option<String>>("decision_reference")?,
+                        r.get::<_, Option<String>>("subscription_number")?,
                     ),
                 ))
             })
@@ -124,7 +129,7 @@ fn charge_record(
         .map(HistoryRow::into_entry)
         .collect::<StoreResult<Vec<_>>>()?;
     tx.commit().map_err(from_sqlite)?;
-    let (netflix_customer, acknowledged_status, reference_number) = extra;
+    let (netflix_customer, acknowledged_status, reference_number, subscription_number) = extra;
     RecordRow {
         operator: code,
         charge: ChargeRow {
@@ -145,6 +150,7 @@ fn charge_record(
         reference_number,
         netflix_customer,
         acknowledged_status,
+        subscription_number,
     }
     .into_record(history)
     .map(Some)
@@ -177,6 +183,7 @@ fn decision_feed(conn: &Connection, query: &FeedQuery) -> StoreResult<FeedPage> 
                         username: r.get(7)?,
                         request_id: r.get(8)?,
                         reference_number: r.get(9)?,
+                        key_prefix: r.get(12)?,
                     },
                     amount_minor: r.get(10)?,
                     currency: r.get(11)?,
