@@ -832,8 +832,13 @@ pub struct CreateSubscriptionRequest {
     /// The token; may come as `Authorization: Bearer` instead (absent or `null`: the
     /// header's).
     pub token: Option<String>,
-    /// The operator's customer.
-    #[schema(min_length = 1, max_length = 128, examples("pci155"))]
+    /// The operator's customer (text without NUL).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00]*$",
+        examples("pci155")
+    )]
     pub billing_system_customer_identifier: String,
     /// A promotion of this operator effective now, redeemed on the subscription.
     #[schema(min_length = 1, max_length = 64)]
@@ -862,8 +867,13 @@ pub struct CustomerRequest {
     /// The token; may come as `Authorization: Bearer` instead (absent or `null`: the
     /// header's).
     pub token: Option<String>,
-    /// The customer whose live subscription changes.
-    #[schema(min_length = 1, max_length = 128, examples("pci155"))]
+    /// The customer whose live subscription changes (text without NUL).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00]*$",
+        examples("pci155")
+    )]
     pub billing_system_customer_identifier: String,
 }
 
