@@ -172,7 +172,9 @@ enum Attempt {
     Applied(chargegate_core::store::TokenRecord, Vec<Verdict>),
 }
 
-fn caller(row: &PgRow) -> Result<TokenRow, sqlx::Error> {
+/// A token's columns (`user_id`, `operator_id`, `code`, `expires_at`, `revoked`,
+/// `enabled`, `key_id`), as both the token lookup and the batch statement name them.
+pub(super) fn caller(row: &PgRow) -> Result<TokenRow, sqlx::Error> {
     Ok(TokenRow {
         user_id: row.try_get("user_id")?,
         operator_id: row.try_get("operator_id")?,

@@ -37,7 +37,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use crate::StoreOptions;
 use crate::error::from_sqlx;
 use crate::migrations::{self, migrator};
-use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS, TokenRow};
+use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS};
 use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
 mod accounts;
@@ -877,19 +877,7 @@ impl Store for PostgresStore {
         let Some(r) = row else {
             return Ok(None);
         };
-        let row = (|| -> Result<TokenRow, sqlx::Error> {
-            Ok(TokenRow {
-                user_id: r.try_get("user_id")?,
-                operator_id: r.try_get("operator_id")?,
-                operator_code: r.try_get("code")?,
-                expires_at: r.try_get("expires_at")?,
-                revoked: r.try_get("revoked")?,
-                user_enabled: r.try_get("enabled")?,
-                key_id: r.try_get("key_id")?,
-            })
-        })()
-        .map_err(sql_err)?;
-        row.into_record().map(Some)
+        batch::caller(&r).map_err(sql_err)?.into_record().map(Some)
     }
 
     async fn revoke_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool> {
