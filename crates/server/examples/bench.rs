@@ -4,6 +4,8 @@
 //! cargo build --release && cargo run --release --example bench -- [rounds] [calls]
 //! ```
 //!
+//! `BENCH_ONLY=list` runs only the `charges/list` and static-body measurements.
+//!
 //! It measures, interleaved round by round so that a noisy neighbour hurts every side alike:
 //!
 //! * **raw**: a minimal rusqlite program on the same SQLite build and schema, WAL,
@@ -97,30 +99,12 @@ async fn run(rounds: usize, calls: usize) {
         static_json: vec![],
         static_stack: vec![],
     };
+    // BENCH_ONLY=list: only `charges/list` and the static bodies (to profile them).
+    let list_only = std::env::var("BENCH_ONLY").as_deref() == Ok("list");
     for round in 0..rounds {
         eprintln!("round {} of {rounds}", round + 1);
-        let db = fresh_copy(&template, dir.path(), "raw");
-        f.raw.push(
-            tokio::task::spawn_blocking(move || raw(&db, calls, 1))
-                .await
-                .unwrap(),
-        );
-        let db = fresh_copy(&template, dir.path(), "raw8");
-        f.raw_group.push(
-            tokio::task::spawn_blocking(move || raw(&db, calls, 8))
-                .await
-                .unwrap(),
-        );
-        for clients in [8, 64] {
-            let db = fresh_copy(&template, dir.path(), "product");
-            let server = Server::start(&binary, &sqlite_url(&db), &[]).await;
-            let rate = declines(&server, calls, clients).await;
-            server.stop();
-            if clients == 8 {
-                f.product8.push(rate);
-            } else {
-                f.product64.push(rate);
-            }
+        if !list_only {
+            decline_round(&mut f, &binary, &template, dir.path(), calls).await;
         }
         let db = fresh_copy(&template, dir.path(), "list");
         let server = Server::start(&binary, &sqlite_url(&db), &[]).await;
@@ -136,6 +120,10 @@ async fn run(rounds: usize, calls: usize) {
         f.static_stack.push(statics(&stat.url, calls, 8).await);
         stat.stop();
     }
+    if list_only {
+        print_lists(&f);
+        return;
+    }
 
     // Latency: unloaded p50, then an open loop at half the 8-client rate.
     let db = fresh_copy(&template, dir.path(), "latency");
@@ -146,6 +134,35 @@ async fn run(rounds: usize, calls: usize) {
     server.stop();
 
     report(&f, &unloaded, &open, half, calls);
+}
+
+/// One round of the decline measurements: raw, raw ×8, then the server at 8 and 64 clients.
+async fn decline_round(f: &mut Figures, binary: &Path, template: &Path, dir: &Path, calls: usize) {
+    {
+        let db = fresh_copy(template, dir, "raw");
+        f.raw.push(
+            tokio::task::spawn_blocking(move || raw(&db, calls, 1))
+                .await
+                .unwrap(),
+        );
+        let db = fresh_copy(template, dir, "raw8");
+        f.raw_group.push(
+            tokio::task::spawn_blocking(move || raw(&db, calls, 8))
+                .await
+                .unwrap(),
+        );
+        for clients in [8, 64] {
+            let db = fresh_copy(template, dir, "product");
+            let server = Server::start(binary, &sqlite_url(&db), &[]).await;
+            let rate = declines(&server, calls, clients).await;
+            server.stop();
+            if clients == 8 {
+                f.product8.push(rate);
+            } else {
+                f.product64.push(rate);
+            }
+        }
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -191,13 +208,7 @@ fn report(f: &Figures, unloaded: &[Duration], open: &[Duration], half: f64, call
         cpu(&f.product8) / cpu(&f.raw),
         cpu(&f.product64) / cpu(&f.raw)
     );
-    let (list, stat) = (median(f.list.clone()), median(f.static_json.clone()));
-    let stack = median(f.static_stack.clone());
-    println!(
-        "\ncharges/list (50 charges), 8 clients: {list:.0} req/s; static JSON of the same size: {stat:.0} req/s (plain axum), ratio {:.2}; {stack:.0} req/s through chargegate's own edge, request middleware and log line, ratio {:.2}",
-        list / stat,
-        list / stack
-    );
+    print_lists(f);
     let p50 = percentile(unloaded, 0.5);
     let p99 = percentile(open, 0.99);
     println!(
@@ -212,10 +223,22 @@ fn report(f: &Figures, unloaded: &[Duration], open: &[Duration], half: f64, call
     println!("raw x8 {:?}", rates(&f.raw_group));
     println!("chargegate 8 {:?}", rates(&f.product8));
     println!("chargegate 64 {:?}", rates(&f.product64));
+}
+
+fn print_lists(f: &Figures) {
+    let (list, stat) = (median(f.list.clone()), median(f.static_json.clone()));
+    let stack = median(f.static_stack.clone());
     println!(
-        "list {:?} static {:?}",
-        f.list.iter().map(|r| *r as u64).collect::<Vec<_>>(),
-        f.static_json.iter().map(|r| *r as u64).collect::<Vec<_>>()
+        "\ncharges/list (50 charges), 8 clients: {list:.0} req/s; static JSON of the same size: {stat:.0} req/s (plain axum), ratio {:.2}; {stack:.0} req/s through chargegate's own edge, request middleware and log line, ratio {:.2}",
+        list / stat,
+        list / stack
+    );
+    let rounded = |v: &[f64]| v.iter().map(|r| *r as u64).collect::<Vec<_>>();
+    println!(
+        "list {:?} static {:?} static through the stack {:?}",
+        rounded(&f.list),
+        rounded(&f.static_json),
+        rounded(&f.static_stack)
     );
 }
 
