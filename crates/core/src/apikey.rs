@@ -102,11 +102,14 @@ pub struct ApiKeyInfo {
 }
 
 /// What a key login needs to know of a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLogin {
     pub key_id: i64,
     pub user_id: i64,
     pub operator_id: i64,
+    /// The user's name and operator's code, which the token names (`usr`, `org`).
+    pub username: String,
+    pub operator_code: String,
     pub revoked: bool,
     pub user_enabled: bool,
 }

@@ -112,6 +112,27 @@ pub struct NewToken {
     pub expires_at: Timestamp,
 }
 
+/// A secret the server signs tokens with. Secrets live in the database so that every
+/// server sharing it signs and checks alike; the one of the highest generation signs,
+/// and an older one still vouches for the tokens it signed before it was replaced.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSecret {
+    /// 1 for the first secret, one more at each rotation.
+    pub generation: i64,
+    pub secret: [u8; 32],
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSecret")
+            .field("generation", &self.generation)
+            .field("secret", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
 /// A stored token and whom it speaks for.
 #[derive(Debug, Clone)]
 pub struct TokenRecord {
@@ -314,6 +335,12 @@ pub trait Store:
     async fn token(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
     /// Revokes a token; `false` when no such token exists.
     async fn revoke_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool>;
+
+    /// Every token-signing secret, oldest generation first.
+    async fn token_secrets(&self) -> StoreResult<Vec<TokenSecret>>;
+    /// Stores a new secret; `false` (and nothing changed) when its generation exists
+    /// already, as when two servers make the first secret at once or two rotations race.
+    async fn add_token_secret(&self, secret: &TokenSecret) -> StoreResult<bool>;
 
     /// Judges and applies one batch call in one transaction: reads the named charges and
     /// references, runs [`Batch::decide`], writes its plan, commits. Either every applied

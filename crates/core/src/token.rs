@@ -1,34 +1,63 @@
-//! Session tokens: opaque random strings of which the server keeps only a hash.
+//! Session tokens. Since R12 CRM.COM's tokens are JWTs, and clients read their `exp`, so
+//! chargegate's are JWT-shaped too (the server signs them, see the server's `jwt`
+//! module). The server still keeps only a hash of each token, and a token is good only
+//! while the database knows it: a signature alone never lets anyone in.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-/// Random bytes in a token: 256 bits, well above the contract's 128.
+/// Random bytes behind a token: 256 bits, well above the contract's 128. A JWT carries
+/// them as its `jti`; a token of the opaque shape issued before JWTs was made of them.
 pub const TOKEN_BYTES: usize = 32;
 
-/// A token as issued to a client: `TOKEN_BYTES` random bytes in lower-case hex.
+/// Longest token accepted: a JWT of the longest user name and operator code fits in well
+/// under half of it.
+pub const MAX_TOKEN_CHARS: usize = 2048;
+
+/// A token as issued to a client, or as a client presents it.
 ///
 /// `Debug` is redacted so a token cannot reach a log line by accident.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
 
 impl Token {
+    /// A token of the opaque shape issued before tokens were JWTs: `TOKEN_BYTES` random
+    /// bytes in lower-case hex.
     pub fn from_random_bytes(bytes: [u8; TOKEN_BYTES]) -> Self {
         Token(hex(&bytes))
     }
 
-    /// Accepts a string of the issued shape; anything else cannot be a token of ours and
-    /// is refused without touching the database.
+    /// Accepts a string of an issued shape: a JWT (three non-empty base64url segments
+    /// joined by dots) or an opaque token of the earlier shape (64 lower-case hex
+    /// digits). Anything else cannot be a token of ours and is refused without touching
+    /// the database.
     pub fn parse(s: &str) -> Option<Self> {
-        let well_formed =
+        let opaque =
             s.len() == TOKEN_BYTES * 2 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        well_formed.then(|| Token(s.to_owned()))
+        let jwt = s.len() <= MAX_TOKEN_CHARS && {
+            let mut segments = 0;
+            let all_base64url = s.split('.').all(|part| {
+                segments += 1;
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            });
+            all_base64url && segments == 3
+        };
+        (opaque || jwt).then(|| Token(s.to_owned()))
     }
 
-    /// The only form the database sees. The token carries 256 bits of entropy, so a plain
-    /// SHA-256 is enough: nobody can guess a preimage, and a stolen database yields no
-    /// usable token.
+    /// Whether this is a token of the opaque shape issued before JWTs (it carries no
+    /// signature; the database alone vouches for it).
+    pub fn is_opaque(&self) -> bool {
+        !self.0.contains('.')
+    }
+
+    /// The only form the database sees: SHA-256 of the whole token as issued, signature
+    /// included. The token carries 256 random bits, so a plain SHA-256 is enough: nobody
+    /// can guess a preimage, and a stolen database yields no usable token.
     pub fn hash(&self) -> TokenHash {
         TokenHash(Sha256::digest(self.0.as_bytes()).into())
     }
@@ -84,6 +113,22 @@ mod tests {
         assert!(Token::parse(&"A".repeat(64)).is_none());
         assert!(Token::parse(&"a".repeat(63)).is_none());
         assert!(Token::parse("{{token}}").is_none());
+        assert!(Token::parse("a.b").is_none());
+        assert!(Token::parse("a..c").is_none());
+        assert!(Token::parse("a.b.c.d").is_none());
+        assert!(Token::parse("a.b+.c").is_none());
+        assert!(Token::parse("a.b.c=").is_none());
+        let long = format!("a.{}.c", "b".repeat(MAX_TOKEN_CHARS));
+        assert!(Token::parse(&long).is_none());
+    }
+
+    #[test]
+    fn jwt_shaped_and_opaque_tokens_parse() {
+        let jwt =
+            Token::parse("eyJ0eXAiOiJKV1QifQ.eyJ1c3IiOiJkZW1vIn0.c2lnbmF0dXJl_-").expect("jwt");
+        assert!(!jwt.is_opaque());
+        let opaque = Token::from_random_bytes([1; TOKEN_BYTES]);
+        assert!(Token::parse(opaque.expose()).expect("opaque").is_opaque());
     }
 
     #[test]

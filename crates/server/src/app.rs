@@ -28,6 +28,8 @@ pub struct AppState {
     pub edge: EdgeSettings,
     /// Requests per second each operator may make.
     pub rate_limit: Arc<OperatorRateLimit>,
+    /// The secrets tokens are signed with, as last read from the database.
+    pub token_secrets: Arc<crate::jwt::Secrets>,
 }
 
 #[derive(Debug, Clone, Copy)]

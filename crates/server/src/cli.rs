@@ -22,6 +22,7 @@ use crate::ratelimit::OperatorRateLimit;
 use crate::{admin_cli, csv_import, demo, telemetry};
 
 mod subscriptions;
+mod token_secret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,6 +101,9 @@ enum Command {
     /// Manage promotions.
     #[command(subcommand)]
     Promotion(subscriptions::PromotionCommand),
+    /// Manage the secret tokens are signed with (rotate it without logging anyone out).
+    #[command(subcommand)]
+    TokenSecret(token_secret::TokenSecretCommand),
     /// Show configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -491,6 +495,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         }) => admin_cli::charges_export(&settings, &operator, &from, &to, format).await,
         Command::Key(command) => subscriptions::key(&settings, command).await,
         Command::Promotion(command) => subscriptions::promotion(&settings, command).await,
+        Command::TokenSecret(command) => token_secret::token_secret(&settings, command).await,
         Command::Config(ConfigCommand::Example)
         | Command::Completions { .. }
         | Command::Manpage => Ok(()),
@@ -576,6 +581,7 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
             settings.rate_limit,
             settings.rate_limit_burst,
         )),
+        token_secrets: Default::default(),
     })
 }
 

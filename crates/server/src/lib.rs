@@ -14,6 +14,7 @@ pub mod csv_import;
 pub mod demo;
 pub mod edge;
 pub mod input;
+pub mod jwt;
 pub mod metrics;
 pub mod passwords;
 pub mod ratelimit;

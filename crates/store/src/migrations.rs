@@ -35,6 +35,11 @@ pub(crate) const SQLITE: &[Source] = &[
         "decision_keys",
         include_str!("../migrations/sqlite/0005_decision_keys.sql"),
     ),
+    (
+        6,
+        "token_secrets",
+        include_str!("../migrations/sqlite/0006_token_secrets.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Source] = &[
@@ -62,6 +67,11 @@ pub(crate) const POSTGRES: &[Source] = &[
         5,
         "decision_keys",
         include_str!("../migrations/postgres/0005_decision_keys.sql"),
+    ),
+    (
+        6,
+        "token_secrets",
+        include_str!("../migrations/postgres/0006_token_secrets.sql"),
     ),
 ];
 

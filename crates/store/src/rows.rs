@@ -9,7 +9,7 @@ use chargegate_core::charge::{Charge, ChargeStatus};
 use chargegate_core::clock::{Date, Timestamp};
 use chargegate_core::money::{Currency, Money};
 use chargegate_core::store::{
-    AttemptPermit, LoginPolicy, Operator, StoreResult, StoredIntake, TokenRecord,
+    AttemptPermit, LoginPolicy, Operator, StoreResult, StoredIntake, TokenRecord, TokenSecret,
 };
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, ReferenceNumber};
 
@@ -21,6 +21,20 @@ pub(crate) fn status(s: &str) -> StoreResult<ChargeStatus> {
 
 pub(crate) fn timestamp(secs: i64) -> StoreResult<Timestamp> {
     Timestamp::from_unix(secs).map_err(corrupt)
+}
+
+pub(crate) fn token_secret(
+    generation: i64,
+    secret: &[u8],
+    created_at: i64,
+) -> StoreResult<TokenSecret> {
+    Ok(TokenSecret {
+        generation,
+        secret: secret
+            .try_into()
+            .map_err(|_| corrupt(format_args!("token secret {generation} is not 32 bytes")))?,
+        created_at: timestamp(created_at)?,
+    })
 }
 
 pub(crate) fn opt_timestamp(secs: Option<i64>) -> StoreResult<Option<Timestamp>> {

@@ -123,6 +123,20 @@ pub const TABLES: &[Table] = &[
         identity: false,
     },
     Table {
+        name: "token_secrets",
+        columns: &[
+            int("generation"),
+            Column {
+                name: "secret",
+                kind: Kind::Bytes,
+            },
+            int("created_at"),
+        ],
+        page_key: None,
+        order_by: "generation",
+        identity: false,
+    },
+    Table {
         name: "tokens",
         columns: &[
             Column {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use chargegate_core::store::{AttemptPermit, NewToken, TokenRecord};
 use chargegate_core::text::{OperatorCode, Username};
-use chargegate_core::token::{TOKEN_BYTES, Token};
+use chargegate_core::token::Token;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -16,6 +16,7 @@ use super::error::{ApiError, Code};
 use super::extract::{self, JsonObject};
 use super::openapi;
 use crate::app::AppState;
+use crate::jwt::Claims;
 
 /// Whom an authenticated request speaks for.
 #[derive(Debug, Clone)]
@@ -30,9 +31,13 @@ pub struct Caller {
 /// The `data` of a successful login.
 #[derive(Serialize, ToSchema)]
 pub struct TokenData {
-    /// An opaque token (256 random bits in hex) for the other methods; valid for two
-    /// hours from issue by default, until released.
-    #[schema(examples("3f9a0c5e7d1b2a4c6e8f0a1b3c5d7e9f2a4b6c8d0e1f3a5b7c9d1e2f4a6b8c0d"))]
+    /// A token for the other methods: a JWT (HS256) whose claims `usr`, `org`, `oun`,
+    /// `iat`, `exp` and `jti` name the user, the operator, when it was issued and when it
+    /// expires (Unix seconds, as strings); valid for two hours from issue by default,
+    /// until released. Only the server can tell whether it is still good.
+    #[schema(examples(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJ1c3IiOiJkZW1vIiwib3JnIjoicGNpIiwib3VuIjoicGNpIiwiZXhwIjoiMTc5NDE4NjAwMCIsImlhdCI6IjE3OTQxNzg4MDAiLCJqdGkiOiIzZjlhMGM1ZTdkMWIyYTRjNmU4ZjBhMWIzYzVkN2U5ZjJhNGI2YzhkMGUxZjNhNWI3YzlkMWUyZjRhNmI4YzBkIn0.0Xk7c2lnbmF0dXJlLWV4YW1wbGUtb25seS0wMDAwMDAwMDAw"
+    ))]
     token: String,
 }
 
@@ -136,25 +141,14 @@ pub async fn login(
         .store
         .finish_login_attempt(organisation, username, accepted, now, policy)
         .await?;
+    let user_name = user.as_str().to_owned();
     let Some(user) = found.filter(|_| accepted) else {
         tracing::info!(%operator, "login refused");
         state.metrics.login_failed();
         return Err(invalid_credentials());
     };
 
-    let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
-    let token = Token::from_random_bytes(bytes);
-    state
-        .store
-        .insert_token(&NewToken {
-            hash: token.hash(),
-            user_id: user.user_id,
-            key_id: None,
-            issued_at: now,
-            expires_at: now.plus_seconds(state.auth.token_ttl_seconds),
-        })
-        .await?;
+    let token = issue_token(&state, user.user_id, None, &user_name, operator.as_str()).await?;
     tracing::Span::current().record("operator", operator.as_str());
     Ok(Envelope::ok(TokenData {
         token: token.expose().to_owned(),
@@ -191,8 +185,56 @@ pub async fn release(
     Ok(Envelope::ok(Empty {}))
 }
 
+/// Issues a token to a user (from a web API key, when `key_id` is given): a JWT signed
+/// with the newest secret, of which the database keeps the hash.
+pub(crate) async fn issue_token(
+    state: &AppState,
+    user_id: i64,
+    key_id: Option<i64>,
+    username: &str,
+    operator: &str,
+) -> Result<Token, ApiError> {
+    let now = state.clock.now();
+    let expires_at = now.plus_seconds(state.auth.token_ttl_seconds);
+    let claims = Claims::new(username, operator, now, expires_at).map_err(ApiError::internal)?;
+    let token = state
+        .token_secrets
+        .sign(state.store.as_ref(), &claims, now)
+        .await?;
+    state
+        .store
+        .insert_token(&NewToken {
+            hash: token.hash(),
+            user_id,
+            key_id,
+            issued_at: now,
+            expires_at,
+        })
+        .await?;
+    Ok(token)
+}
+
+/// Turns away a JWT that no secret of this database signed (forged, tampered with, or
+/// signed with a secret retired before it was issued) without looking it up. Passing
+/// says nothing yet about the token being known, unreleased and unexpired. Tokens of the
+/// opaque shape issued before tokens were JWTs carry no signature; the database alone
+/// vouches for them.
+pub async fn vouch(state: &AppState, token: &Token) -> Result<(), ApiError> {
+    if token.is_opaque()
+        || state
+            .token_secrets
+            .vouch(state.store.as_ref(), token, state.clock.now())
+            .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_token())
+    }
+}
+
 /// Checks a token and names its caller; records the operator in the request's span.
 pub async fn authenticate(state: &AppState, token: &Token) -> Result<Caller, ApiError> {
+    vouch(state, token).await?;
     let record = state
         .store
         .token(&token.hash())

@@ -21,7 +21,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::BASE;
-use super::auth::{admit, authenticate};
+use super::auth::{admit, authenticate, vouch};
 use super::context::RequestId;
 use super::envelope::{Empty, Envelope, JsonAmount};
 use super::error::{ApiError, Code};
@@ -156,6 +156,7 @@ async fn batch(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let token = extract::token(body.get("token"), &headers)?;
+    vouch(&state, &token).await?;
     let items = match parse_items(method, body.get(method.set_name())) {
         Ok(items) => items,
         Err(e) => {

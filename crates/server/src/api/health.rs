@@ -67,6 +67,7 @@ mod tests {
             metrics: Default::default(),
             edge: Default::default(),
             rate_limit: Default::default(),
+            token_secrets: Default::default(),
         });
         assert_eq!(probe(&router, "/readyz").await.0, StatusCode::OK);
 

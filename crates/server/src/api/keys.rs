@@ -5,8 +5,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use chargegate_core::apikey::ApiKey;
-use chargegate_core::store::NewToken;
-use chargegate_core::token::{TOKEN_BYTES, Token};
 
 use super::BASE;
 use super::auth::TokenData;
@@ -72,20 +70,14 @@ pub async fn login_with_key(
         state.metrics.login_failed();
         return Err(invalid_key());
     };
-    let now = state.clock.now();
-    let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
-    let token = Token::from_random_bytes(bytes);
-    state
-        .store
-        .insert_token(&NewToken {
-            hash: token.hash(),
-            user_id: login.user_id,
-            key_id: Some(login.key_id),
-            issued_at: now,
-            expires_at: now.plus_seconds(state.auth.token_ttl_seconds),
-        })
-        .await?;
+    let token = super::auth::issue_token(
+        &state,
+        login.user_id,
+        Some(login.key_id),
+        &login.username,
+        &login.operator_code,
+    )
+    .await?;
     tracing::info!(prefix = %key.prefix(), "key login");
     Ok(Envelope::ok(TokenData::new(token.expose().to_owned())))
 }

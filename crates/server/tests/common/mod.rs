@@ -199,6 +199,7 @@ impl TestServer {
             metrics: Default::default(),
             edge: Default::default(),
             rate_limit: Default::default(),
+            token_secrets: Default::default(),
         };
         tweak(&mut state);
         let metrics = state.metrics.clone();

@@ -27,7 +27,7 @@ use chargegate_core::import::ResolvedCharge;
 use chargegate_core::store::{
     AdminStore, Admission, AttemptPermit, Authorized, ImportOutcome, ImportSummary, ListQuery,
     LoginPolicy, LoginUser, NewCharge, NewOperator, NewToken, NewUser, Operator, Progress, Store,
-    StoreError, StoreResult, TokenBatch, TokenRecord,
+    StoreError, StoreResult, TokenBatch, TokenRecord, TokenSecret,
 };
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::TokenHash;
@@ -888,6 +888,37 @@ impl Store for PostgresStore {
                 .execute(&self.pool)
                 .await
                 .map_err(sql_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn token_secrets(&self) -> StoreResult<Vec<TokenSecret>> {
+        let rows = sqlx::query(
+            "SELECT generation, secret, created_at FROM token_secrets ORDER BY generation",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql_err)?;
+        rows.iter()
+            .map(|r| {
+                let generation: i64 = r.try_get("generation").map_err(sql_err)?;
+                let secret: Vec<u8> = r.try_get("secret").map_err(sql_err)?;
+                let created_at: i64 = r.try_get("created_at").map_err(sql_err)?;
+                rows::token_secret(generation, &secret, created_at)
+            })
+            .collect()
+    }
+
+    async fn add_token_secret(&self, secret: &TokenSecret) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO token_secrets (generation, secret, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (generation) DO NOTHING",
+        )
+        .bind(secret.generation)
+        .bind(&secret.secret[..])
+        .bind(secret.created_at.unix())
+        .execute(&self.pool)
+        .await
+        .map_err(sql_err)?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -296,8 +296,9 @@ impl Subscriptions for PostgresStore {
     async fn key_login(&self, hash: &KeyHash) -> StoreResult<Option<KeyLogin>> {
         let row = sqlx::query(
             "SELECT k.id, k.user_id, u.operator_id, k.revoked_at IS NOT NULL AS revoked, \
-                    u.enabled \
-             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.hash = $1",
+                    u.enabled, u.username, o.code \
+             FROM api_keys k JOIN users u ON u.id = k.user_id \
+             JOIN operators o ON o.id = u.operator_id WHERE k.hash = $1",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)
@@ -310,6 +311,8 @@ impl Subscriptions for PostgresStore {
                 operator_id: r.try_get("operator_id")?,
                 revoked: r.try_get("revoked")?,
                 user_enabled: r.try_get("enabled")?,
+                username: r.try_get("username")?,
+                operator_code: r.try_get("code")?,
             })
         })
         .transpose()

@@ -27,7 +27,7 @@ use chargegate_core::import::ResolvedCharge;
 use chargegate_core::store::{
     AdminStore, AttemptPermit, ImportOutcome, ImportSummary, ListQuery, LoginPolicy, LoginUser,
     NewCharge, NewOperator, NewToken, NewUser, Operator, Progress, Store, StoreError, StoreResult,
-    TokenRecord,
+    TokenRecord, TokenSecret,
 };
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::TokenHash;
@@ -1056,6 +1056,48 @@ impl Store for SqliteStore {
                 )
                 .and_then(|mut s| s.execute(params![now.unix(), &hash[..]]))
                 .map(|changed| changed > 0)
+                .map_err(from_sqlite)
+            })
+            .await
+    }
+
+    async fn token_secrets(&self) -> StoreResult<Vec<TokenSecret>> {
+        self.readers.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT generation, secret, created_at FROM token_secrets \
+                     ORDER BY generation",
+                )
+                .map_err(from_sqlite)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(from_sqlite)?;
+            rows.into_iter()
+                .map(|(generation, secret, created_at)| {
+                    rows::token_secret(generation, &secret, created_at)
+                })
+                .collect()
+        })
+    }
+
+    async fn add_token_secret(&self, secret: &TokenSecret) -> StoreResult<bool> {
+        let (generation, bytes, created_at) =
+            (secret.generation, secret.secret, secret.created_at.unix());
+        self.writer
+            .write(1, move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO token_secrets (generation, secret, created_at) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT (generation) DO NOTHING",
+                )
+                .and_then(|mut s| s.execute(params![generation, &bytes[..], created_at]))
+                .map(|added| added > 0)
                 .map_err(from_sqlite)
             })
             .await

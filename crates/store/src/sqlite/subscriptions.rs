@@ -400,8 +400,9 @@ impl Subscriptions for SqliteStore {
         self.readers.read(|conn| {
             conn.prepare_cached(
                 "SELECT k.id, k.user_id, u.operator_id, k.revoked_at IS NOT NULL AS revoked, \
-                        u.enabled \
-                 FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.hash = ?1",
+                        u.enabled, u.username, o.code \
+                 FROM api_keys k JOIN users u ON u.id = k.user_id \
+                 JOIN operators o ON o.id = u.operator_id WHERE k.hash = ?1",
             )
             .and_then(|mut s| {
                 s.query_row([&hash.0[..]], |r| {
@@ -411,6 +412,8 @@ impl Subscriptions for SqliteStore {
                         operator_id: r.get(2)?,
                         revoked: r.get(3)?,
                         user_enabled: r.get(4)?,
+                        username: r.get(5)?,
+                        operator_code: r.get(6)?,
                     })
                 })
                 .optional()
