@@ -26,6 +26,24 @@ pub(super) enum KeyCommand {
         #[arg(long, value_name = "TEXT")]
         name: Option<String>,
     },
+    /// Store an existing key (e.g. a CRM.COM web API key) for a user, read from standard
+    /// input (one line; typed without echo on a terminal).
+    ///
+    /// Only its SHA-256 and its prefix (first 8 characters) are kept. A key shorter than
+    /// 16 characters or obviously guessable (fewer than 6 different characters, a
+    /// repeated block, or mostly counting up or down like 0123456789abcdef) is refused,
+    /// as is a key already stored or one whose prefix another key has.
+    Import {
+        /// Code of the user's operator.
+        #[arg(long, value_name = "CODE")]
+        operator: String,
+        /// The user the key logs in as.
+        #[arg(long, value_name = "USERNAME")]
+        user: String,
+        /// A note to tell keys apart (e.g. "billing system").
+        #[arg(long, value_name = "TEXT")]
+        name: Option<String>,
+    },
     /// List keys (prefix, operator, user, name, created, revoked), never the keys.
     List {
         #[arg(long, value_name = "CODE")]
@@ -82,7 +100,33 @@ async fn operator_id(store: &dyn Database, code: &str) -> anyhow::Result<i64> {
 }
 
 pub(super) async fn key(settings: &Settings, command: KeyCommand) -> anyhow::Result<()> {
+    // An imported key is read, and judged, before the database is opened.
+    let imported = match &command {
+        KeyCommand::Import { .. } => Some(read_key()?),
+        _ => None,
+    };
     let store = open_store(settings).await?;
+    if let (
+        Some(key),
+        KeyCommand::Import {
+            operator,
+            user,
+            name,
+        },
+    ) = (imported, &command)
+    {
+        let done = key_import(
+            settings,
+            store.as_ref(),
+            key,
+            operator,
+            user,
+            name.as_deref(),
+        )
+        .await;
+        store.close().await;
+        return done;
+    }
     let done = key_on(settings, store.as_ref(), command).await;
     store.close().await;
     done
@@ -142,6 +186,8 @@ async fn key_on(
             println!("{}", key.expose());
             Ok(())
         }
+        // Handled by `key` itself, with the key read first.
+        KeyCommand::Import { .. } => Ok(()),
         KeyCommand::List { operator } => {
             let id = match &operator {
                 Some(code) => Some(operator_id(store, code).await?),
@@ -179,6 +225,76 @@ async fn key_on(
             }
         }
     }
+}
+
+/// The key to import: typed without echo on a terminal, else one line of standard input
+/// without its line ending. Never an argument, where `ps` would show it.
+fn read_key() -> anyhow::Result<ApiKey> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let line = if stdin.is_terminal() {
+        rpassword::prompt_password("key: ").context("cannot read the key from the terminal")?
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the key from standard input")?;
+        line
+    };
+    let key = line.strip_suffix('\n').unwrap_or(&line);
+    let key = key.strip_suffix('\r').unwrap_or(key);
+    ApiKey::import(key).map_err(|e| anyhow!("{e}; nothing was imported"))
+}
+
+async fn key_import(
+    settings: &Settings,
+    store: &dyn Database,
+    key: ApiKey,
+    operator: &str,
+    user: &str,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    let code =
+        OperatorCode::parse(operator).map_err(|e| anyhow!("operator code '{operator}' {e}"))?;
+    let username = Username::parse(user).map_err(|e| anyhow!("username '{user}' {e}"))?;
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let found = store.login_user(&code, &username).await?.ok_or_else(|| {
+        anyhow!("no user '{user}' of operator '{operator}'; nothing was imported")
+    })?;
+    if store.key_login(&key.hash()).await?.is_some() {
+        bail!("this key is already stored; nothing was imported");
+    }
+    // `key revoke` names a key by its prefix: two keys sharing one could not be told apart.
+    let prefix = key.prefix();
+    if store
+        .api_keys(None)
+        .await?
+        .iter()
+        .any(|k| k.prefix == prefix)
+    {
+        bail!("another key already has the prefix '{prefix}'; nothing was imported");
+    }
+    store
+        .create_api_key(&NewApiKey {
+            operator_id: found.operator_id,
+            user_id: found.user_id,
+            prefix: prefix.clone(),
+            hash: key.hash(),
+            name,
+            created_at: Timestamp::now(),
+        })
+        .await
+        .map_err(|e| match e {
+            // Imported at the same moment by someone else.
+            StoreError::Conflict(_) => anyhow!("this key is already stored; nothing was imported"),
+            other => anyhow!(other),
+        })?;
+    println!(
+        "imported key {prefix} for user {user} of operator {operator} in {}",
+        database_label(&settings.database_url)
+    );
+    Ok(())
 }
 
 pub(super) async fn promotion(
