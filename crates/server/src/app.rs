@@ -70,5 +70,10 @@ pub async fn serve_metrics(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = metrics::router(metrics);
+    // Scrapers are not CRM.COM clients: their listener keeps real statuses.
+    let edge = EdgeSettings {
+        http_errors: edge::HttpErrors::Rest,
+        ..edge
+    };
     edge::serve(listener, router, edge, Arc::new(Metrics::new()), shutdown).await
 }

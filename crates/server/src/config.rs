@@ -70,6 +70,9 @@ pub struct Settings {
     pub rate_limit_burst: u32,
     /// Password checks (Argon2, 19 MiB each) running at once.
     pub password_checks: u32,
+    /// `rest`: errors carry the HTTP status of their code; `crm`: every envelope is
+    /// answered with HTTP 200, as clients written for CRM.COM expect.
+    pub http_errors: crate::edge::HttpErrors,
 }
 
 impl Default for Settings {
@@ -94,6 +97,7 @@ impl Default for Settings {
             rate_limit: 0,
             rate_limit_burst: 0,
             password_checks: 2,
+            http_errors: crate::edge::HttpErrors::Rest,
         }
     }
 }
@@ -123,6 +127,7 @@ impl fmt::Debug for Settings {
             .field("rate_limit", &self.rate_limit)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("password_checks", &self.password_checks)
+            .field("http_errors", &self.http_errors)
             .finish()
     }
 }
@@ -264,6 +269,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
             max_header_bytes: self.max_header_bytes as usize,
             max_url_bytes: self.max_url_bytes as usize,
+            http_errors: self.http_errors,
         }
     }
 }
@@ -324,6 +330,7 @@ fn expectation(key: &str) -> &'static str {
         "db_timeout" => "a positive whole number of seconds",
         "login_max_failures" | "db_max_connections" => "a positive whole number",
         "log_format" => "\"pretty\" or \"json\"",
+        "http_errors" => "\"rest\" or \"crm\"",
         "database_url" => "text: sqlite://PATH or postgres://USER@HOST/DB",
         "listen" => "text: an address such as \"127.0.0.1:8080\"",
         "metrics_listen" => "text: an address such as \"127.0.0.1:9090\", or empty",
@@ -536,6 +543,13 @@ rate_limit_burst = {rate_limit_burst}
 # Password checks (Argon2id, 19 MiB of memory each) running at once; further logins
 # wait. Their memory is allocated once and reused. Env: CHARGEGATE_PASSWORD_CHECKS.
 password_checks = {password_checks}
+
+# HTTP status of error answers. "rest": the status of the error's code (401 for
+# INVALID_TOKEN, 404, 429, 503, ...). "crm": HTTP 200 for every answer in the envelope,
+# the code staying in status.code, for clients written for CRM.COM that treat any other
+# status as a transport failure (.NET HttpWebRequest, Guzzle's defaults). /healthz and
+# /readyz keep their real statuses. Env: CHARGEGATE_HTTP_ERRORS.
+http_errors = "rest"
 "#,
         database_url = d.database_url,
         listen = d.listen,

@@ -55,6 +55,33 @@ pub struct EdgeSettings {
     pub max_header_bytes: usize,
     /// Longest request target (path and query), in bytes: longer is 414.
     pub max_url_bytes: usize,
+    /// Which HTTP status an error envelope is answered with.
+    pub http_errors: HttpErrors,
+}
+
+/// Which HTTP status an answer carrying an error envelope gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpErrors {
+    /// The status of the error's code (`401` for `INVALID_TOKEN`, …), as HTTP tooling
+    /// expects.
+    #[default]
+    Rest,
+    /// `200` for every envelope, the code staying in `status.code`, as clients written
+    /// for CRM.COM on .NET `HttpWebRequest` or Guzzle's defaults need: they treat any
+    /// other status as a transport failure and never read the envelope. Health probes
+    /// (`/healthz`, `/readyz`) keep their real statuses for load balancers.
+    Crm,
+}
+
+impl HttpErrors {
+    /// The status line's code and reason for an error envelope whose code means `status`.
+    pub fn status_line(self, status: u16, reason: &'static str) -> (u16, &'static str) {
+        match self {
+            HttpErrors::Rest => (status, reason),
+            HttpErrors::Crm => (200, "OK"),
+        }
+    }
 }
 
 /// Most header fields in one request (hyper's default); more is 431.
@@ -72,6 +99,7 @@ impl Default for EdgeSettings {
             shutdown_timeout: Duration::from_secs(20),
             max_header_bytes: 16 * 1024,
             max_url_bytes: 8 * 1024,
+            http_errors: HttpErrors::Rest,
         }
     }
 }
@@ -128,17 +156,19 @@ pub async fn serve(
                 Ok(refusal) => {
                     tasks.spawn(async move {
                         let _refusal = refusal;
-                        let _ = tokio::time::timeout(REFUSAL_TIME, refuse(stream)).await;
+                        let _ =
+                            tokio::time::timeout(REFUSAL_TIME, refuse(stream, edge.http_errors))
+                                .await;
                     });
                 }
                 // Too many refusals under way: answer what fits in the socket's buffer
                 // now, without waiting, and close.
-                Err(_) => refuse_at_once(&stream),
+                Err(_) => refuse_at_once(&stream, edge.http_errors),
             }
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(EdgeIo::new(stream, metrics.clone()));
+        let io = TokioIo::new(EdgeIo::new(stream, metrics.clone(), edge.http_errors));
         let connection = graceful.watch(builder.serve_connection(io, service.clone()));
         let open = metrics.connection_opened();
         tasks.spawn(async move {
@@ -186,8 +216,8 @@ async fn accept_failed(e: &io::Error) {
 /// Answers a connection over the cap with `503` and closes it. What the client already
 /// sent is read (a little) before closing, so that the close does not reset the
 /// connection before the client reads the answer.
-async fn refuse(mut stream: TcpStream) {
-    if stream.write_all(&refusal()).await.is_err() {
+async fn refuse(mut stream: TcpStream, mode: HttpErrors) {
+    if stream.write_all(&refusal(mode)).await.is_err() {
         return;
     }
     let _ = stream.shutdown().await;
@@ -206,19 +236,20 @@ async fn refuse(mut stream: TcpStream) {
 
 /// [`refuse`] without waiting: what the client sent so far is read, the answer written
 /// as far as the socket takes it, and the connection closed.
-fn refuse_at_once(stream: &TcpStream) {
+fn refuse_at_once(stream: &TcpStream, mode: HttpErrors) {
     let mut sink = [0u8; 4096];
     while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
-    let _ = stream.try_write(&refusal());
+    let _ = stream.try_write(&refusal(mode));
 }
 
-/// The `503` envelope answer for a connection over the cap.
-fn refusal() -> Vec<u8> {
+/// The `503` envelope answer for a connection over the cap (`200` in CRM mode).
+fn refusal(mode: HttpErrors) -> Vec<u8> {
     let id = new_request_id();
     tracing::warn!(request_id = %id, "connection refused: too many open connections");
+    let (status, reason) = mode.status_line(503, "Service Unavailable");
     envelope_response(
-        503,
-        "Service Unavailable",
+        status,
+        reason,
         Code::ServiceUnavailable,
         "the server has too many open connections; retry later",
         &id,
@@ -271,14 +302,16 @@ struct EdgeIo {
     /// A replacement answer still being written, and how much of it is written.
     pending: Option<(Vec<u8>, usize)>,
     metrics: Arc<Metrics>,
+    mode: HttpErrors,
 }
 
 impl EdgeIo {
-    fn new(inner: TcpStream, metrics: Arc<Metrics>) -> Self {
+    fn new(inner: TcpStream, metrics: Arc<Metrics>, mode: HttpErrors) -> Self {
         EdgeIo {
             inner,
             pending: None,
             metrics,
+            mode,
         }
     }
 
@@ -332,8 +365,10 @@ impl EdgeIo {
             status,
             "request refused: it is not valid HTTP/1.1 or exceeds a limit"
         );
+        // Metrics and logs keep the status of the code in either mode.
         self.metrics
             .request_finished("unparsed", status, Duration::ZERO);
+        let (status, reason) = self.mode.status_line(status, reason);
         Some(envelope_response(status, reason, code, message, &id, &[]))
     }
 }

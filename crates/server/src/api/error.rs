@@ -191,6 +191,11 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Marks a response as an error envelope, so that `http_errors = "crm"` can answer it
+/// with `200` (see [`super::router`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorEnvelope;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.http_status();
@@ -200,6 +205,7 @@ impl IntoResponse for ApiError {
             Envelope::new(Empty {}, self.code, self.description, self.message),
         )
             .into_response();
+        response.extensions_mut().insert(ErrorEnvelope);
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

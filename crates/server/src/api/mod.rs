@@ -30,7 +30,9 @@ pub mod keys;
 pub mod openapi;
 pub mod subscriptions;
 
-use error::{ApiError, Code};
+use error::{ApiError, Code, ErrorEnvelope};
+
+use crate::edge::HttpErrors;
 
 /// Where CRM.COM serves its Web API; existing integrations only change the host.
 pub const BASE: &str = "/crmapi/rest/v2";
@@ -64,32 +66,50 @@ pub fn router(state: AppState) -> Router {
     let edge = state.edge;
     let (api, document) = routes().split_for_parts();
     let document = Arc::new(document);
-    api.route(
-        &format!("{BASE}/openapi.json"),
-        get(move || {
-            let document = document.clone();
-            async move { Json(document.as_ref()).into_response() }
-        }),
-    )
-    .route("/healthz", get(health::live))
-    .route("/readyz", get(health::ready))
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    // Inner to outer: a panic becomes a 500 in our envelope, which the context layer
-    // then tags with the request id and logs like any other response.
-    .layer(CatchPanicLayer::custom(panicked))
-    .layer(middleware::from_fn_with_state(
-        edge.max_url_bytes,
-        refuse_long_urls,
-    ))
-    // A body must arrive whole within the body timeout; reading it fails otherwise and
-    // the request answers 408 REQUEST_TIMEOUT (see `extract::JsonObject`).
-    .layer(RequestBodyTimeoutLayer::new(edge.body_timeout))
-    .layer(middleware::from_fn_with_state(
-        state.metrics.clone(),
-        context::track,
-    ))
-    .with_state(state)
+    let router = api
+        .route(
+            &format!("{BASE}/openapi.json"),
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref()).into_response() }
+            }),
+        )
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Inner to outer: a panic becomes a 500 in our envelope, which the context layer
+        // then tags with the request id and logs like any other response.
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(
+            edge.max_url_bytes,
+            refuse_long_urls,
+        ))
+        // A body must arrive whole within the body timeout; reading it fails otherwise and
+        // the request answers 408 REQUEST_TIMEOUT (see `extract::JsonObject`).
+        .layer(RequestBodyTimeoutLayer::new(edge.body_timeout))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            context::track,
+        ))
+        .with_state(state);
+    match edge.http_errors {
+        HttpErrors::Rest => router,
+        // Outermost, so that logs and metrics keep the status of the code.
+        HttpErrors::Crm => router.layer(middleware::from_fn(errors_as_200)),
+    }
+}
+
+/// `http_errors = "crm"`: every error envelope is answered with `200`, its code staying
+/// in `status.code`; headers such as `Retry-After` stay. The health probes keep their
+/// real statuses: load balancers, not CRM.COM clients, read them.
+async fn errors_as_200(req: Request, next: Next) -> Response {
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
+    let mut response = next.run(req).await;
+    if !probe && response.extensions().get::<ErrorEnvelope>().is_some() {
+        *response.status_mut() = axum::http::StatusCode::OK;
+    }
+    response
 }
 
 /// `414 URI_TOO_LONG` for a request target (path and query) longer than the limit.
