@@ -18,8 +18,9 @@ use crate::app::AppState;
 ///
 /// The key travels as the user name of HTTP Basic authentication with an empty password:
 /// `Authorization: Basic base64("<KEY>:")` (`base64("<KEY>")`, without the colon, is
-/// accepted too; the scheme's case does not matter). The body is optional: nothing,
-/// `null`, or a JSON object whose `unit` is accepted and ignored. The token is the same kind as a
+/// accepted too, as CRM.COM clients send it; the scheme's case does not matter). The body
+/// is optional: nothing, `null`, or a JSON object whose `unit` is accepted and ignored,
+/// whatever the `Content-Type` says (clients send `applicatio/json`). The token is the same kind as a
 /// password login's (same lifetime, same revocation), and is revoked with its key. A
 /// missing or malformed header, an unknown or revoked key, or a key of a disabled user
 /// all answer `401 INVALID_CREDENTIALS` with the same message. Key logins are not

@@ -42,13 +42,24 @@ live under `/chargegate/v1/` and take the same tokens, envelope and codes.
 `status.code` is `OK` and `description` and `message` are empty strings. On a \
 request-level error `data` is `{}`, `status.code` is one of the `StatusCode` values, \
 `message` is a sentence safe to show a user and `description` names the offending \
-parameter path or is empty. HTTP status codes are real and follow the code.
+parameter path or is empty.
+
+**HTTP statuses.** By default (`http_errors = \"rest\"`) HTTP status codes are real \
+and follow the code, as each operation's responses list them. A server run with \
+`http_errors = \"crm\"` (for clients written for CRM.COM that treat any other status \
+as a transport failure) answers every response in the envelope with `200`, errors \
+included, the code staying in `status.code`; `Retry-After` is still sent. The health \
+probes `/healthz` and `/readyz` keep their real statuses in both modes.
 
 **Token.** Log in with `authentication/token` to get one. Then send it as the `token` \
 field of the JSON body (POST methods), as the `token` query parameter (GET methods), or \
 as an `Authorization: Bearer` header; when both are present they must be equal. A \
 missing, malformed, unknown or released token is `401 INVALID_TOKEN`; a token past its \
-lifetime (two hours from issue by default) is `401 EXPIRED_TOKEN`.
+lifetime (two hours from issue by default) is `401 EXPIRED_TOKEN`. Tokens are JWTs \
+(HS256) whose claims `usr`, `org`, `oun`, `iat`, `exp` and `jti` name the user, the \
+operator, and when the token was issued and expires (Unix seconds written as strings); \
+a client may read `exp` to know when to log in again. The server alone decides whether \
+a token is still good: a valid signature is not enough.
 
 **Requests.** Bodies are parsed as JSON whatever their `Content-Type` says (a leading \
 UTF-8 byte-order mark is skipped); unknown fields are ignored; a key repeated in one \
@@ -120,8 +131,9 @@ impl Modify for TokenTransports {
                     .scheme(HttpAuthScheme::Basic)
                     .description(Some(
                         "A web API key as the user name of HTTP Basic authentication, with an \
-                         empty password: `Authorization: Basic base64(\"<KEY>:\")` (without the \
-                         colon is accepted too). Only for authentication/web_api_key/token.",
+                         empty password: `Authorization: Basic base64(\"<KEY>:\")`; without the \
+                         colon, as most CRM.COM clients send it, is accepted too, and so is \
+                         the scheme in any case. Only for authentication/web_api_key/token.",
                     ))
                     .build(),
             ),
@@ -531,7 +543,9 @@ fn error_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
                 .required("status");
             let mut response = ResponseBuilder::new()
                 .description(format!(
-                    "{}; `data` is `{{}}` and nothing was applied.",
+                    "{}; `data` is `{{}}` and nothing was applied. This status is the \
+                     default (`http_errors = \"rest\"`); a server run with \
+                     `http_errors = \"crm\"` answers the same body with `200`.",
                     names
                         .iter()
                         .map(|n| format!("`{n}`"))
