@@ -370,6 +370,21 @@ on_every_backend! {
         assert!(text.contains("new tokens"), "{text}");
     }
 
+    async fn an_opaque_token_issued_before_the_upgrade_keeps_working_until_it_expires(backend) {
+        let srv = TestServer::start(backend).await;
+        srv.add_charges(OPERATOR, &[("I1", "c1")]).await;
+        let opaque = Token::from_random_bytes([0x5a; 32]).expose().to_owned();
+        assert_eq!(opaque.len(), 64);
+        store_token(&srv, &opaque, 7200).await;
+        assert_eq!(srv.list_all(&opaque, "NOT_PROCESSED").await.len(), 1);
+        srv.clock.advance(7201);
+        srv.get(&format!("{LIST}&token={opaque}")).await.assert_error(401, "EXPIRED_TOKEN");
+        // One the database never issued is unknown, as before.
+        let unknown = Token::from_random_bytes([0x5b; 32]).expose().to_owned();
+        srv.clock.advance(-7201);
+        refused_everywhere(&srv, &unknown, "INVALID_TOKEN").await;
+    }
+
     async fn in_crm_mode_every_error_answer_is_http_200_with_the_code_of_the_rest_mode(backend) {
         let rest = error_server(backend, HttpErrors::Rest).await;
         let crm = error_server(backend, HttpErrors::Crm).await;

@@ -13,7 +13,7 @@ use chargegate_core::clock::{Date, Timestamp};
 use chargegate_core::money::{Currency, Money};
 use chargegate_core::store::{
     AttemptPermit, ImportOutcome, ListQuery, LoginPolicy, NewCharge, NewOperator, NewToken,
-    NewUser, StoreError,
+    NewUser, StoreError, TokenSecret,
 };
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, ReferenceNumber, Username};
 use chargegate_core::token::Token;
@@ -156,6 +156,23 @@ on_every_backend! {
         let unknown = Token::from_random_bytes([1; 32]);
         assert!(!f.store.revoke_token(&unknown.hash(), now).await.unwrap());
         assert!(f.store.token(&unknown.hash()).await.unwrap().is_none());
+    }
+
+    async fn token_secrets_keep_their_generations_and_refuse_a_taken_one(backend) {
+        let f = fixture(backend).await;
+        assert!(f.store.token_secrets().await.unwrap().is_empty());
+        let at = Timestamp::parse("2026-11-26T10:00:00").unwrap();
+        let secret = |generation, byte| TokenSecret {
+            generation,
+            secret: [byte; 32],
+            created_at: at.plus_seconds(generation),
+        };
+        assert!(f.store.add_token_secret(&secret(1, 1)).await.unwrap());
+        // A second server making the first secret at the same moment loses, changing nothing.
+        assert!(!f.store.add_token_secret(&secret(1, 9)).await.unwrap());
+        assert!(f.store.add_token_secret(&secret(2, 2)).await.unwrap());
+        let stored = f.store.token_secrets().await.unwrap();
+        assert_eq!(stored, vec![secret(1, 1), secret(2, 2)]);
     }
 
     async fn imports_number_skip_and_refuse_as_planned(backend) {
