@@ -74,11 +74,13 @@ impl fmt::Display for HistoryEvent {
     }
 }
 
-/// Who caused a history row, as the API writes it: `user:<name>`, `import`, and (as the
-/// credentials that make them arrive) `key:<prefix>` and `connector`.
+/// Who caused a history row, as the API writes it: `user:<name>`, `console:<name>` (a
+/// person in the operator console), `import`, and (as the credentials that make them
+/// arrive) `key:<prefix>` and `connector`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     User(String),
+    Console(String),
     Key(String),
     Connector,
     Import,
@@ -94,6 +96,8 @@ pub struct ActorColumns<'a> {
     pub username: Option<&'a str>,
     /// The visible prefix of the web API key the user's token came from, if any.
     pub key_prefix: Option<&'a str>,
+    /// Whether the user acted in the operator console.
+    pub via_console: bool,
 }
 
 impl Actor {
@@ -103,6 +107,7 @@ impl Actor {
     pub fn of(columns: &ActorColumns<'_>) -> Actor {
         match (columns.key_prefix, columns.username) {
             (Some(prefix), _) => Actor::Key(prefix.to_owned()),
+            (None, Some(name)) if columns.via_console => Actor::Console(name.to_owned()),
             (None, Some(name)) => Actor::User(name.to_owned()),
             (None, None) => Actor::Import,
         }
@@ -113,6 +118,7 @@ impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Actor::User(name) => write!(f, "user:{name}"),
+            Actor::Console(name) => write!(f, "console:{name}"),
             Actor::Key(prefix) => write!(f, "key:{prefix}"),
             Actor::Connector => f.write_str("connector"),
             Actor::Import => f.write_str("import"),
@@ -293,18 +299,26 @@ mod tests {
             event: "decline",
             username: Some("billing"),
             key_prefix: None,
+            via_console: false,
         };
         assert_eq!(Actor::of(&user).to_string(), "user:billing");
+        let console = ActorColumns {
+            via_console: true,
+            ..user.clone()
+        };
+        assert_eq!(Actor::of(&console).to_string(), "console:billing");
         let key = ActorColumns {
             event: "decline",
             username: Some("billing"),
             key_prefix: Some("cgk_3f9a"),
+            via_console: false,
         };
         assert_eq!(Actor::of(&key).to_string(), "key:cgk_3f9a");
         let import = ActorColumns {
             event: "import",
             username: None,
             key_prefix: None,
+            via_console: false,
         };
         assert_eq!(Actor::of(&import).to_string(), "import");
         assert_eq!(Actor::Key("cgk_3f9a".into()).to_string(), "key:cgk_3f9a");

@@ -236,6 +236,9 @@ pub struct Batch {
     /// The request's time, stamped on every change it makes.
     pub at: Timestamp,
     pub items: Vec<ItemInput>,
+    /// Whether a person decided in the operator console (not through the API); the
+    /// history rows say so, and name the actor `console:<username>`.
+    pub via_console: bool,
 }
 
 impl Batch {

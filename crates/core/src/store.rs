@@ -167,6 +167,7 @@ impl TokenBatch {
             request_id: self.request_id,
             at: self.at,
             items: self.items,
+            via_console: false,
         }
     }
 }
@@ -295,7 +296,11 @@ pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 /// safe to share between tasks and between server processes on one database.
 #[async_trait]
 pub trait Store:
-    Send + Sync + crate::audit::AuditStore + crate::subscription::Subscriptions
+    Send
+    + Sync
+    + crate::audit::AuditStore
+    + crate::subscription::Subscriptions
+    + crate::console::ConsoleStore
 {
     /// Which backend this is (`sqlite`, `postgres`), for logs and metrics.
     fn backend(&self) -> &'static str;

@@ -62,6 +62,17 @@ impl Token {
         TokenHash(Sha256::digest(self.0.as_bytes()).into())
     }
 
+    /// A value tied to this token for one `purpose` (e.g. the console's CSRF token):
+    /// anyone holding the token can compute it, nobody else can, and it reveals nothing
+    /// of the token or of its stored hash.
+    pub fn derive(&self, purpose: &str) -> String {
+        let mut digest = Sha256::new();
+        digest.update(purpose.as_bytes());
+        digest.update([0u8]);
+        digest.update(self.0.as_bytes());
+        hex(&digest.finalize())
+    }
+
     /// The secret itself, for the one response that hands it to its owner.
     pub fn expose(&self) -> &str {
         &self.0

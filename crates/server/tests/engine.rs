@@ -28,6 +28,7 @@ fn decline_of(
         operator_id: operator,
         user_id: user,
         key_id: None,
+        via_console: false,
         request_id: request.into(),
         at: Timestamp::now(),
         items: items

@@ -74,6 +74,7 @@ fn batch(f: &Fixture, method: Method, items: &[(&str, Option<&str>)]) -> Batch {
         operator_id: f.operator,
         user_id: f.user,
         key_id: None,
+        via_console: false,
         request_id: "contract".into(),
         at: Timestamp::now(),
         items: items

@@ -22,6 +22,7 @@ pub(crate) struct HistoryRow {
     pub request_id: Option<String>,
     pub reference_number: Option<String>,
     pub key_prefix: Option<String>,
+    pub via_console: bool,
 }
 
 impl HistoryRow {
@@ -37,6 +38,7 @@ impl HistoryRow {
                 event: &self.event,
                 username: self.username.as_deref(),
                 key_prefix: self.key_prefix.as_deref(),
+                via_console: self.via_console,
             }),
             request_id: self.request_id,
             reference_number: self.reference_number,

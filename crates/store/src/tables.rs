@@ -57,6 +57,13 @@ const fn text(name: &'static str) -> Column {
     }
 }
 
+const fn flag(name: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Bool,
+    }
+}
+
 /// Every table a copy moves, parents before children.
 pub const TABLES: &[Table] = &[
     Table {
@@ -271,6 +278,7 @@ pub const TABLES: &[Table] = &[
             text("request_id"),
             text("reference_number"),
             int("key_id"),
+            flag("via_console"),
         ],
         page_key: Some("id"),
         order_by: "id",
@@ -314,6 +322,10 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
     (
         "write_probe",
         "a readiness check's scratch row, meaningful only to the database it is in",
+    ),
+    (
+        "console_sessions",
+        "console sign-ins end with the move: people sign in again on the new database",
     ),
     (
         "_sqlx_migrations",

@@ -334,6 +334,7 @@ fn batch_lists_each_number_and_reference_to_read_once() {
         operator_id: 1,
         user_id: 1,
         key_id: None,
+        via_console: false,
         request_id: "r".into(),
         at: Timestamp::from_unix(0).expect("epoch"),
         items: vec![
@@ -531,6 +532,7 @@ fn batch(method: Method, items: Vec<ItemInput>) -> Batch {
         operator_id: 1,
         user_id: 7,
         key_id: None,
+        via_console: false,
         request_id: "req-1".into(),
         at: crate::clock::Timestamp::from_unix(1_700_000_000).expect("time"),
         items,

@@ -13,8 +13,9 @@ use super::{PostgresStore, sql_err};
 use crate::audit_rows::{UserRow, status_counts};
 use crate::rows;
 
-const REVOKE_TOKENS_SQL: &str =
-    "UPDATE tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+/// Revokes a user's live tokens (the affected rows) and ends their console sessions.
+const REVOKE_TOKENS_SQL: &str = "WITH ended AS (DELETE FROM console_sessions WHERE user_id = $1) \
+     UPDATE tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
 
 /// The user's id, locked for the rest of the transaction.
 async fn lock_user(

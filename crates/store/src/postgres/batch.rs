@@ -87,6 +87,7 @@ impl PostgresStore {
             operator_id: 0,
             user_id: 0,
             key_id: None,
+            via_console: false,
             request_id: request.request_id,
             at: request.at,
             items: request.items,

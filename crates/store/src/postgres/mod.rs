@@ -43,6 +43,7 @@ use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 mod accounts;
 mod audit;
 mod batch;
+mod console;
 pub use batch::{LOCK_AND_READ_ACKNOWLEDGEMENTS, LOCK_AND_READ_DECISIONS};
 mod subscriptions;
 
@@ -552,8 +553,9 @@ async fn read_snapshot(
 /// A decision's writes in one statement (one round trip): the conditional status update,
 /// the decision rows and the history rows, all from the plan's arrays. `$1` ids, `$2`
 /// from-statuses, `$3` to-statuses, `$4` references, `$5` the time, `$6` operator, `$7`
-/// method, `$8` user, `$9` request id, `$10` the key of the caller's token. `$extra` adds
-/// CTEs of one method only. Answers how many charges changed.
+/// method, `$8` user, `$9` request id, `$10` the key of the caller's token, `$11` whether
+/// a person decided in the console. `$extra` adds CTEs of one method only. Answers how
+/// many charges changed.
 macro_rules! decide_sql {
     ($status:literal, $stamp:literal, $extra:expr) => {
         concat!(
@@ -569,8 +571,9 @@ macro_rules! decide_sql {
                   reference_number, user_id, decided_on, request_id, key_id) \
                   SELECT id, $6, $7, reference, $8, $5, $9, $10 FROM plan), \
              history AS (INSERT INTO charge_history (charge_id, event, from_status, to_status, \
-                  at, user_id, request_id, reference_number, key_id) \
-                  SELECT id, $7, from_status, to_status, $5, $8, $9, reference, $10 FROM plan)",
+                  at, user_id, request_id, reference_number, key_id, via_console) \
+                  SELECT id, $7, from_status, to_status, $5, $8, $9, reference, $10, $11 \
+                  FROM plan)",
             $extra,
             " SELECT count(*) FROM changed"
         )
@@ -611,8 +614,8 @@ const ACKNOWLEDGE_SQL: &str = "WITH plan AS (SELECT * FROM unnest($1::bigint[], 
           reference_number, user_id, acknowledged_on, request_id) \
           SELECT id, $6, from_status, reference, $8, $5, $9 FROM plan), \
      history AS (INSERT INTO charge_history (charge_id, event, from_status, to_status, at, \
-          user_id, request_id, reference_number, key_id) \
-          SELECT id, $7, from_status, to_status, $5, $8, $9, reference, $10 FROM plan) \
+          user_id, request_id, reference_number, key_id, via_console) \
+          SELECT id, $7, from_status, to_status, $5, $8, $9, reference, $10, $11 FROM plan) \
      SELECT count(*) FROM changed";
 
 /// Executes a batch's plan in one statement. Every planned charge must still be in the
@@ -649,6 +652,7 @@ async fn write_plan(
         .bind(batch.user_id)
         .bind(&batch.request_id)
         .bind(batch.key_id)
+        .bind(batch.via_console)
         .fetch_one(&mut *conn)
         .await?;
     if changed != changes.len() as i64 {

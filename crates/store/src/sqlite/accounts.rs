@@ -13,13 +13,18 @@ use crate::audit_rows::{UserRow, status_counts};
 use crate::error::from_sqlite;
 use crate::rows;
 
-/// Revokes every live token of a user; answers how many.
+/// Revokes every live token of a user and ends their console sessions; answers how many
+/// tokens.
 fn revoke_tokens(conn: &Connection, user_id: i64, now: i64) -> StoreResult<UserChange> {
     let n = conn
         .prepare_cached(
             "UPDATE tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
         )
         .and_then(|mut s| s.execute(params![user_id, now]))
+        .map_err(from_sqlite)?;
+    // Console sessions end with the tokens.
+    conn.prepare_cached("DELETE FROM console_sessions WHERE user_id = ?1")
+        .and_then(|mut s| s.execute([user_id]))
         .map_err(from_sqlite)?;
     Ok(UserChange {
         tokens_revoked: n as u64,

@@ -30,7 +30,7 @@ const RECORD_SQL: &str = "SELECT c.id, o.code, c.number, c.customer_id, c.amount
      WHERE c.number = ?1 AND (?2 IS NULL OR c.operator_id = ?2)";
 
 const HISTORY_SQL: &str = "SELECT h.at, h.event, h.from_status, h.to_status, u.username, \
-        h.request_id, h.reference_number, k.prefix AS key_prefix \
+        h.request_id, h.reference_number, k.prefix AS key_prefix, h.via_console \
      FROM charge_history h LEFT JOIN users u ON u.id = h.user_id \
      LEFT JOIN api_keys k ON k.id = h.key_id \
      WHERE h.charge_id = ?1 ORDER BY h.id";
@@ -42,7 +42,7 @@ fn feed_sql() -> String {
     format!(
         "SELECT h.id, c.number, c.customer_id, h.at, h.event, h.from_status, h.to_status, \
                 u.username, h.request_id, h.reference_number, c.amount_minor, c.currency, \
-                k.prefix \
+                k.prefix, h.via_console \
          FROM charge_history h CROSS JOIN charges c ON c.id = h.charge_id \
          LEFT JOIN users u ON u.id = h.user_id LEFT JOIN api_keys k ON k.id = h.key_id \
          WHERE h.id > ?1 AND c.operator_id = ?2 AND h.at >= ?3 AND h.at < ?4 \
@@ -61,6 +61,7 @@ fn history_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryRow> {
         request_id: r.get("request_id")?,
         reference_number: r.get("reference_number")?,
         key_prefix: r.get("key_prefix")?,
+        via_console: r.get("via_console")?,
     })
 }
 
@@ -187,6 +188,7 @@ fn decision_feed(conn: &Connection, query: &FeedQuery) -> StoreResult<FeedPage> 
                         request_id: r.get(8)?,
                         reference_number: r.get(9)?,
                         key_prefix: r.get(12)?,
+                        via_console: r.get(13)?,
                     },
                     amount_minor: r.get(10)?,
                     currency: r.get(11)?,

@@ -41,6 +41,7 @@ use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
 mod accounts;
 mod audit;
+mod console;
 mod subscriptions;
 mod writer;
 
@@ -541,8 +542,8 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
     let mut history = conn
         .prepare_cached(
             "INSERT INTO charge_history (charge_id, event, from_status, to_status, at, user_id, \
-                                         request_id, reference_number, key_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                         request_id, reference_number, key_id, via_console) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(from_sqlite)?;
     for change in changes {
@@ -595,6 +596,7 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
                 batch.request_id,
                 reference,
                 batch.key_id,
+                batch.via_console,
             ])
             .map_err(from_sqlite)?;
         if batch.method == Method::Decline {
