@@ -9,6 +9,7 @@ use chargegate_core::store::LoginPolicy;
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::console::ConsoleSettings;
 use crate::edge::{self, EdgeSettings};
 use crate::metrics::{self, Metrics};
 use crate::passwords::Passwords;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub rate_limit: Arc<OperatorRateLimit>,
     /// The secrets tokens are signed with, as last read from the database.
     pub token_secrets: Arc<crate::jwt::Secrets>,
+    /// The operator console at `/console/`: on or off, its cookies and sessions.
+    pub console: Arc<ConsoleSettings>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -83,6 +83,9 @@ enum Command {
         /// [env: CHARGEGATE_RATE_LIMIT, default 0]
         #[arg(long, value_name = "N")]
         rate_limit: Option<u32>,
+        /// Do not serve the operator console at /console/. [env: CHARGEGATE_CONSOLE=false]
+        #[arg(long)]
+        no_console: bool,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -426,6 +429,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_connections,
             shutdown_timeout,
             rate_limit,
+            no_console,
             ..
         } => FlagOverrides {
             header_timeout: *header_timeout,
@@ -433,6 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_connections: *max_connections,
             shutdown_timeout: *shutdown_timeout,
             rate_limit: *rate_limit,
+            console: no_console.then_some(false),
             ..flags
         },
         _ => flags,
@@ -582,6 +587,7 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
             settings.rate_limit_burst,
         )),
         token_secrets: Default::default(),
+        console: Arc::new(settings.console()),
     })
 }
 

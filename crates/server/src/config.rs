@@ -73,6 +73,73 @@ pub struct Settings {
     /// `rest`: errors carry the HTTP status of their code; `crm`: every envelope is
     /// answered with HTTP 200, as clients written for CRM.COM expect.
     pub http_errors: crate::edge::HttpErrors,
+    /// Whether `/console/` is served (`serve --no-console` turns it off).
+    pub console: bool,
+    /// When console cookies carry `Secure`: `true`, `false`, or `auto` (the request came
+    /// over HTTPS, as a trusted proxy says).
+    pub console_secure_cookies: SecureCookies,
+    /// A console session's lifetime from sign-in, in seconds.
+    pub console_session_ttl: i64,
+    /// Seconds a console session may go unused before it ends.
+    pub console_idle_timeout: i64,
+    /// IP addresses of reverse proxies whose `X-Forwarded-Proto` is believed,
+    /// comma-separated; empty = none.
+    pub trusted_proxies: String,
+}
+
+/// When the console's cookies are marked `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecureCookies {
+    Always,
+    Never,
+    /// When the request came over HTTPS: through a trusted proxy that says so.
+    #[default]
+    Auto,
+}
+
+impl SecureCookies {
+    fn as_str(&self) -> &'static str {
+        match self {
+            SecureCookies::Always => "true",
+            SecureCookies::Never => "false",
+            SecureCookies::Auto => "auto",
+        }
+    }
+}
+
+impl Serialize for SecureCookies {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+// `true`, `false` (TOML booleans or text, as the environment gives them) or `auto`.
+impl<'de> Deserialize<'de> for SecureCookies {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SecureCookies;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<SecureCookies, E> {
+                Ok(if v {
+                    SecureCookies::Always
+                } else {
+                    SecureCookies::Never
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecureCookies, E> {
+                match v.trim() {
+                    "true" => Ok(SecureCookies::Always),
+                    "false" => Ok(SecureCookies::Never),
+                    "auto" => Ok(SecureCookies::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Default for Settings {
@@ -98,6 +165,11 @@ impl Default for Settings {
             rate_limit_burst: 0,
             password_checks: 2,
             http_errors: crate::edge::HttpErrors::Rest,
+            console: true,
+            console_secure_cookies: SecureCookies::Auto,
+            console_session_ttl: 8 * 3600,
+            console_idle_timeout: 30 * 60,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -128,6 +200,11 @@ impl fmt::Debug for Settings {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("password_checks", &self.password_checks)
             .field("http_errors", &self.http_errors)
+            .field("console", &self.console)
+            .field("console_secure_cookies", &self.console_secure_cookies)
+            .field("console_session_ttl", &self.console_session_ttl)
+            .field("console_idle_timeout", &self.console_idle_timeout)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -153,6 +230,8 @@ pub struct FlagOverrides {
     pub shutdown_timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console: Option<bool>,
 }
 
 /// Environment variables with the prefix that are not settings.
@@ -252,6 +331,15 @@ impl Settings {
         if self.password_checks < 1 {
             return Err("password_checks must be at least 1".into());
         }
+        for (name, seconds) in [
+            ("console_session_ttl", self.console_session_ttl),
+            ("console_idle_timeout", self.console_idle_timeout),
+        ] {
+            if seconds < 1 {
+                return Err(format!("{name} must be at least 1 second"));
+            }
+        }
+        self.trusted_proxy_addresses()?;
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| format!("log filter '{}' is not valid: {e}", self.log))?;
         Ok(())
@@ -259,6 +347,33 @@ impl Settings {
 }
 
 impl Settings {
+    /// The addresses of `trusted_proxies`.
+    pub fn trusted_proxy_addresses(&self) -> Result<Vec<std::net::IpAddr>, String> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse().map_err(|_| {
+                    format!("trusted_proxies: '{p}' is not an IP address like 10.0.0.1 or ::1")
+                })
+            })
+            .collect()
+    }
+
+    /// The console's settings.
+    pub fn console(&self) -> crate::console::ConsoleSettings {
+        crate::console::ConsoleSettings {
+            enabled: self.console,
+            secure_cookies: self.console_secure_cookies,
+            sessions: chargegate_core::console::SessionPolicy {
+                ttl_seconds: self.console_session_ttl,
+                idle_seconds: self.console_idle_timeout,
+            },
+            trusted_proxies: self.trusted_proxy_addresses().unwrap_or_default(),
+        }
+    }
+
     /// The HTTP edge's limits.
     pub fn edge(&self) -> crate::edge::EdgeSettings {
         use std::time::Duration;
@@ -306,12 +421,24 @@ const INTEGER_SETTINGS: &[&str] = &[
     "rate_limit",
     "rate_limit_burst",
     "password_checks",
+    "console_session_ttl",
+    "console_idle_timeout",
 ];
+
+/// Settings that hold `true` or `false`.
+const BOOL_SETTINGS: &[&str] = &["console"];
 
 /// Environment values are text; those of whole-number settings are passed as numbers
 /// when they are numbers, so `CHARGEGATE_TOKEN_TTL=3600` works while
 /// `CHARGEGATE_LISTEN` stays text whatever it holds.
 fn env_value(key: &str, value: &str) -> figment::value::Value {
+    if BOOL_SETTINGS.contains(&key) {
+        match value.trim() {
+            "true" => return figment::value::Value::from(true),
+            "false" => return figment::value::Value::from(false),
+            _ => {}
+        }
+    }
     match value.trim().parse::<i64>() {
         Ok(n) if INTEGER_SETTINGS.contains(&key) => figment::value::Value::from(n),
         _ => figment::value::Value::from(value.to_owned()),
@@ -335,6 +462,10 @@ fn expectation(key: &str) -> &'static str {
         "listen" => "text: an address such as \"127.0.0.1:8080\"",
         "metrics_listen" => "text: an address such as \"127.0.0.1:9090\", or empty",
         "log" => "text: a log filter such as \"info\"",
+        "console" => "true or false",
+        "console_secure_cookies" => "true, false or \"auto\"",
+        "console_session_ttl" | "console_idle_timeout" => "a positive whole number of seconds",
+        "trusted_proxies" => "text: IP addresses separated by commas",
         _ => "a value of another kind",
     }
 }
@@ -550,6 +681,24 @@ password_checks = {password_checks}
 # status as a transport failure (.NET HttpWebRequest, Guzzle's defaults). /healthz and
 # /readyz keep their real statuses. Env: CHARGEGATE_HTTP_ERRORS.
 http_errors = "rest"
+# The operator console, a web page at /console/ for billing staff (see the README).
+# Off: flag serve --no-console, or console = false. Env: CHARGEGATE_CONSOLE.
+console = true
+
+# When the console's cookies are marked Secure: true, false, or "auto" (when the request
+# came over HTTPS, which only a proxy listed in trusted_proxies can say, with
+# X-Forwarded-Proto: https). Env: CHARGEGATE_CONSOLE_SECURE_COOKIES.
+console_secure_cookies = "auto"
+
+# A console session ends this many seconds after sign-in whatever its use, or after
+# console_idle_timeout seconds without a page. Env: CHARGEGATE_CONSOLE_SESSION_TTL,
+# CHARGEGATE_CONSOLE_IDLE_TIMEOUT.
+console_session_ttl = {console_session_ttl}
+console_idle_timeout = {console_idle_timeout}
+
+# IP addresses of reverse proxies in front of chargegate whose X-Forwarded-Proto is
+# believed, separated by commas, e.g. "10.0.0.5, ::1". Env: CHARGEGATE_TRUSTED_PROXIES.
+trusted_proxies = "{trusted_proxies}"
 "#,
         database_url = d.database_url,
         listen = d.listen,
@@ -569,6 +718,9 @@ http_errors = "rest"
         rate_limit = d.rate_limit,
         rate_limit_burst = d.rate_limit_burst,
         password_checks = d.password_checks,
+        console_session_ttl = d.console_session_ttl,
+        console_idle_timeout = d.console_idle_timeout,
+        trusted_proxies = d.trusted_proxies,
     )
 }
 

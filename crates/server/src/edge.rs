@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tower::ServiceExt as _;
 
 use crate::api::context::new_request_id;
 use crate::api::envelope::{Empty, Envelope};
@@ -129,7 +130,6 @@ pub async fn serve(
         .header_read_timeout(edge.header_timeout)
         .max_buf_size(edge.max_header_bytes.max(MIN_HEADER_BYTES))
         .max_headers(MAX_HEADERS);
-    let service = TowerToHyperService::new(router);
     let connections = Arc::new(Semaphore::new(edge.max_connections.max(1)));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let graceful = GracefulShutdown::new();
@@ -137,13 +137,13 @@ pub async fn serve(
     tokio::pin!(shutdown);
 
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             // Reap finished connections so the set does not grow.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(&e).await;
                     continue;
@@ -169,7 +169,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(EdgeIo::new(stream, metrics.clone(), edge.http_errors));
-        let connection = graceful.watch(builder.serve_connection(io, service.clone()));
+        // Handlers may ask who connected (the console believes `X-Forwarded-Proto` only
+        // from a trusted proxy).
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
+        let connection = graceful.watch(builder.serve_connection(io, service));
         let open = metrics.connection_opened();
         tasks.spawn(async move {
             let _permit = permit;

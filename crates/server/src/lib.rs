@@ -10,6 +10,7 @@ pub mod app;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod csv_import;
 pub mod demo;
 pub mod edge;

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use chargegate_core::store::{AttemptPermit, NewToken, TokenRecord};
+use chargegate_core::store::{AttemptPermit, LoginUser, NewToken, TokenRecord};
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::Token;
 use serde::Serialize;
@@ -103,6 +103,22 @@ pub async fn login(
     let password = required_string(&body, "password")?;
     let organisation = required_string(&body, "organisation")?;
     // `unit` is CRM.COM's business unit: accepted and ignored.
+    let user = check_credentials(&state, organisation, username, password).await?;
+    // The names were checked: the token's claims carry them as given.
+    let token = issue_token(&state, user.user_id, None, username, organisation).await?;
+    Ok(Envelope::ok(TokenData {
+        token: token.expose().to_owned(),
+    }))
+}
+
+/// The password check of a login, shared by `authentication/token` and the console's
+/// sign-in: the same lockout, the same answers. Records the operator in the span.
+pub(crate) async fn check_credentials(
+    state: &AppState,
+    organisation: &str,
+    username: &str,
+    password: &str,
+) -> Result<LoginUser, ApiError> {
     let now = state.clock.now();
     let policy = state.auth.login;
 
@@ -141,18 +157,13 @@ pub async fn login(
         .store
         .finish_login_attempt(organisation, username, accepted, now, policy)
         .await?;
-    let user_name = user.as_str().to_owned();
     let Some(user) = found.filter(|_| accepted) else {
         tracing::info!(%operator, "login refused");
         state.metrics.login_failed();
         return Err(invalid_credentials());
     };
-
-    let token = issue_token(&state, user.user_id, None, &user_name, operator.as_str()).await?;
     tracing::Span::current().record("operator", operator.as_str());
-    Ok(Envelope::ok(TokenData {
-        token: token.expose().to_owned(),
-    }))
+    Ok(user)
 }
 
 /// Release a token: revoke it, so that later use is `INVALID_TOKEN`.

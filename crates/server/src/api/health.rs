@@ -68,6 +68,7 @@ mod tests {
             edge: Default::default(),
             rate_limit: Default::default(),
             token_secrets: Default::default(),
+            console: Default::default(),
         });
         assert_eq!(probe(&router, "/readyz").await.0, StatusCode::OK);
 

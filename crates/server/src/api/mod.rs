@@ -66,6 +66,12 @@ pub fn router(state: AppState) -> Router {
     let edge = state.edge;
     let (api, document) = routes().split_for_parts();
     let document = Arc::new(document);
+    // The console is HTML, not part of the API document; off, its paths are unknown.
+    let api = if state.console.enabled {
+        api.merge(crate::console::router())
+    } else {
+        api
+    };
     let router = api
         .route(
             &format!("{BASE}/openapi.json"),

@@ -200,6 +200,7 @@ impl TestServer {
             edge: Default::default(),
             rate_limit: Default::default(),
             token_secrets: Default::default(),
+            console: Default::default(),
         };
         tweak(&mut state);
         let metrics = state.metrics.clone();
