@@ -115,7 +115,8 @@ pub struct HistoryItem {
     from_status: Option<&'static str>,
     #[schema(value_type = openapi::ChargeStatusName)]
     to_status: &'static str,
-    /// Who: `user:<username>`, `key:<prefix>`, `connector` or `import`.
+    /// Who: `user:<username>`, `key:<prefix>`, `console:<username>` (a decision made in
+    /// the operator console), `connector` or `import`.
     #[schema(examples("user:billing"))]
     actor: String,
     /// The request's `X-Request-Id`; `null` for imports.
@@ -271,7 +272,8 @@ pub struct DecisionItem {
     pub to_status: &'static str,
     #[schema(value_type = openapi::Timestamp)]
     pub at: String,
-    /// Who: `user:<username>`, `key:<prefix>`, `connector` or `import`.
+    /// Who: `user:<username>`, `key:<prefix>`, `console:<username>` (a decision made in
+    /// the operator console), `connector` or `import`.
     #[schema(examples("user:billing"))]
     pub actor: String,
     #[schema(required = true)]

@@ -236,3 +236,63 @@ fn listen_addresses_may_name_a_host() {
         assert!(err.contains(&format!("listen '{bad}'")), "{err}");
     }
 }
+
+#[test]
+fn the_console_is_on_by_default_and_its_settings_come_from_every_layer() {
+    let s = Settings::load(None, &[], &FlagOverrides::default()).expect("defaults");
+    assert!(s.console);
+    assert_eq!(s.console_secure_cookies, SecureCookies::Auto);
+    assert_eq!(
+        (s.console_session_ttl, s.console_idle_timeout),
+        (8 * 3600, 30 * 60)
+    );
+    assert!(s.console().trusted_proxies.is_empty());
+
+    let s = Settings::load(
+        None,
+        &env(&[
+            ("CHARGEGATE_CONSOLE", "false"),
+            ("CHARGEGATE_CONSOLE_SECURE_COOKIES", "true"),
+            ("CHARGEGATE_CONSOLE_IDLE_TIMEOUT", "60"),
+            ("CHARGEGATE_TRUSTED_PROXIES", "10.0.0.5, ::1"),
+        ]),
+        &FlagOverrides::default(),
+    )
+    .expect("environment");
+    assert!(!s.console);
+    assert_eq!(s.console_secure_cookies, SecureCookies::Always);
+    assert_eq!(s.console_idle_timeout, 60);
+    assert_eq!(s.console().trusted_proxies.len(), 2);
+
+    for (text, expected) in [
+        ("console_secure_cookies = false\n", SecureCookies::Never),
+        ("console_secure_cookies = \"auto\"\n", SecureCookies::Auto),
+        ("console_secure_cookies = true\n", SecureCookies::Always),
+    ] {
+        let f = file(text);
+        let s = Settings::load(Some(f.path()), &[], &FlagOverrides::default()).expect(text);
+        assert_eq!(s.console_secure_cookies, expected, "{text}");
+    }
+
+    let off = FlagOverrides {
+        console: Some(false),
+        ..FlagOverrides::default()
+    };
+    let s = Settings::load(None, &env(&[("CHARGEGATE_CONSOLE", "true")]), &off).expect("flag");
+    assert!(!s.console, "serve --no-console wins over the environment");
+}
+
+#[test]
+fn bad_console_settings_are_refused_with_the_setting_named() {
+    for (key, value) in [
+        ("CHARGEGATE_TRUSTED_PROXIES", "proxy.example"),
+        ("CHARGEGATE_CONSOLE_SECURE_COOKIES", "sometimes"),
+        ("CHARGEGATE_CONSOLE_SESSION_TTL", "0"),
+        ("CHARGEGATE_CONSOLE", "maybe"),
+    ] {
+        let err =
+            Settings::load(None, &env(&[(key, value)]), &FlagOverrides::default()).expect_err(key);
+        let setting = key.trim_start_matches("CHARGEGATE_").to_ascii_lowercase();
+        assert!(err.contains(&setting) || err.contains(key), "{key}: {err}");
+    }
+}
