@@ -381,8 +381,22 @@ on_every_backend! {
 
         let r = b.post("/console/charges/I2/decide", &[("csrf", &csrf), ("decision", "accept")]).await;
         assert_eq!(r.status, 303, "{}", r.text);
-        let feed = srv.get(&format!("{V1}/charges/decisions?token={token}&from=2000-01-01T00:00:00&to=2100-01-01T00:00:00")).await;
-        let actors: Vec<_> = feed.body["data"]["decisions_set"].as_array().unwrap().iter().map(|d| (d["number"].clone(), d["actor"].clone())).collect();
+        // The feed may hold entries back while another transaction on the database (another
+        // test's) is in flight: page on until both are served.
+        let mut actors = Vec::new();
+        let mut after = String::new();
+        for _ in 0..200 {
+            let feed = srv.get(&format!("{V1}/charges/decisions?token={token}&from=2000-01-01T00:00:00&to=2100-01-01T00:00:00{after}")).await;
+            assert_eq!(feed.code(), "OK", "{}", feed.text);
+            actors.extend(feed.body["data"]["decisions_set"].as_array().unwrap().iter().map(|d| (d["number"].clone(), d["actor"].clone())));
+            if let Some(next) = feed.body["data"]["next"].as_str() {
+                after = format!("&after={next}");
+            }
+            if actors.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         assert_eq!(actors, vec![(json!("I1"), json!("console:demo")), (json!("I2"), json!("console:demo"))]);
 
         // A second decision is refused with the engine's reason, and changes nothing.
