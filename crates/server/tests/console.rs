@@ -11,8 +11,9 @@ use std::sync::Arc;
 use chargegate::app::AuthSettings;
 use chargegate::config::SecureCookies;
 use chargegate::console::ConsoleSettings;
+use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey};
 use chargegate_core::console::SessionPolicy;
-use chargegate_core::store::{LoginPolicy, NewOperator};
+use chargegate_core::store::LoginPolicy;
 use chargegate_core::text::{OperatorCode, Username};
 use common::*;
 use serde_json::json;
@@ -177,6 +178,32 @@ impl<'a> Browser<'a> {
 
 async fn start_with_console(backend: Backend, console: ConsoleSettings) -> TestServer {
     TestServer::start_with_state(backend, |state| state.console = Arc::new(console)).await
+}
+
+/// Adds a web API key for a user; answers its prefix.
+async fn add_key(srv: &TestServer, operator: &str, user: &str, seed: u8) -> String {
+    let found = srv
+        .store
+        .login_user(
+            &OperatorCode::parse(operator).unwrap(),
+            &Username::parse(user).unwrap(),
+        )
+        .await
+        .unwrap()
+        .expect("user");
+    let key = ApiKey::from_random_bytes([seed; KEY_BYTES]);
+    srv.store
+        .create_api_key(&NewApiKey {
+            operator_id: found.operator_id,
+            user_id: found.user_id,
+            prefix: key.prefix(),
+            hash: key.hash(),
+            name: Some("billing".into()),
+            created_at: chargegate_core::Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    key.prefix()
 }
 
 async fn sessions(srv: &TestServer) -> i64 {
@@ -505,18 +532,17 @@ on_every_backend! {
 
     async fn the_users_page_lists_only_the_operators_people_and_key_prefixes(backend) {
         let srv = TestServer::start(backend).await;
-        let op = srv.store.create_operator(&NewOperator {
-            code: OperatorCode::parse("third").unwrap(),
-            name: "third".into(),
-            local_currency: chargegate_core::Currency::parse("EUR").unwrap(),
-        }).await.unwrap();
-        assert!(op.id > 0);
         let mut b = Browser::new(&srv);
         b.sign_in().await;
+        assert!(b.get("/console/people").await.text.contains("No key."));
+        let ours = add_key(&srv, OPERATOR, USER, 3).await;
+        let theirs = add_key(&srv, RIVAL, RIVAL_USER, 4).await;
         let people = b.get("/console/people").await;
         assert_eq!(people.status, 200);
         assert!(people.text.contains(">demo<"));
         assert!(!people.text.contains(RIVAL_USER));
-        assert!(people.text.contains("No key."));
+        assert!(people.text.contains(&ours), "{}", people.text);
+        assert!(!people.text.contains(&theirs));
+        assert!(!people.text.contains("No key."));
     }
 }

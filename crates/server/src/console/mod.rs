@@ -743,3 +743,39 @@ async fn people(State(state): State<AppState>, headers: HeaderMap) -> Answer {
         .await?;
     Ok(Html(pages::people(&signed, &users, &keys, now).into_string()).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_exact_name_among_several_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; cg_session_x=2"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("other=3;cg_session=abc"),
+        );
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, "a"), Some("1"));
+        assert_eq!(cookie(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn csrf_tokens_compare_whole() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "ab"));
+        assert!(!same("", "a"));
+    }
+
+    #[test]
+    fn links_percent_encode_what_a_path_or_query_cannot_hold() {
+        assert_eq!(pages::encode("I00002706"), "I00002706");
+        assert_eq!(pages::encode("a/b c?&<"), "a%2Fb%20c%3F%26%3C");
+        assert_eq!(pages::encode("α"), "%CE%B1");
+    }
+}
