@@ -530,6 +530,25 @@ on_every_backend! {
         assert!(!b.get("/console/subscriptions?q=c1").await.text.contains(&theirs));
     }
 
+    async fn declining_in_the_console_cancels_the_subscription_as_the_api_does(backend) {
+        let srv = TestServer::start(backend).await;
+        let token = srv.login().await;
+        let created = srv.post(&format!("{V2}/netflix/subscriptions/create"), &json!({"token": token, "billing_system_customer_identifier": "c1"})).await;
+        let number = created.body["data"]["subscription_number"].as_str().unwrap().to_owned();
+        srv.add_charges(OPERATOR, &[("I1", "c1")]).await;
+        let mut b = Browser::new(&srv);
+        let overview = b.sign_in().await;
+        let charge = b.get("/console/charges/I1").await;
+        assert!(charge.text.contains(&format!("/console/subscriptions/{number}")), "the charge links its subscription");
+        let r = b.post("/console/charges/I1/decide", &[("csrf", &overview.csrf()), ("decision", "decline")]).await;
+        assert_eq!(r.status, 303, "{}", r.text);
+        let page = b.get(&format!("/console/subscriptions/{number}")).await;
+        assert!(page.text.contains("CANCELLED"), "{}", page.text);
+        assert!(page.text.contains("/console/charges/I1"), "the history names the declined charge");
+        let shown = srv.get(&format!("{V2}/netflix/subscriptions/show?token={token}&billing_system_customer_identifier=c1")).await;
+        assert_eq!(shown.body["data"][0]["life_cycle_state"], "CANCELLED", "{}", shown.text);
+    }
+
     async fn the_users_page_lists_only_the_operators_people_and_key_prefixes(backend) {
         let srv = TestServer::start(backend).await;
         let mut b = Browser::new(&srv);
