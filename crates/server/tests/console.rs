@@ -50,13 +50,15 @@ impl Page {
         rest[..rest.find('"').unwrap()].to_owned()
     }
 
+    /// To the sign-in page (saying the session ended, when it did).
     #[track_caller]
     fn assert_sign_in_redirect(&self) {
-        assert_eq!(
-            (self.status, self.location()),
-            (303, Some("/console/login")),
-            "{}",
-            self.text
+        assert_eq!(self.status, 303, "{}", self.text);
+        assert!(
+            self.location()
+                .is_some_and(|l| l == "/console/login" || l == "/console/login?ended=1"),
+            "{:?}",
+            self.location()
         );
     }
 }
@@ -295,7 +297,10 @@ on_every_backend! {
         srv.clock.advance(250);
         assert_eq!(b.get("/console/charges").await.status, 200, "the idle timeout counts from the last page");
         srv.clock.advance(301);
-        b.get("/console/charges").await.assert_sign_in_redirect();
+        let ended = b.get("/console/charges").await;
+        assert_eq!((ended.status, ended.location()), (303, Some("/console/login?ended=1")));
+        assert!(!b.cookies.contains_key("cg_session"), "the stale cookie is cleared");
+        assert!(b.get("/console/login?ended=1").await.text.contains("Your session has ended."));
         assert_eq!(sessions(&srv).await, 0, "an expired session is forgotten");
 
         b.sign_in().await;

@@ -257,8 +257,18 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Signed>
     }))
 }
 
-fn to_sign_in() -> Response {
-    Redirect::to("/console/login").into_response()
+/// To the sign-in page. A request that still carried a session cookie had its session
+/// end (expired, signed out elsewhere, user disabled): the page says so, and the stale
+/// cookie is cleared.
+fn to_sign_in(headers: &HeaderMap) -> Response {
+    if cookie(headers, SESSION_COOKIE).is_none() {
+        return Redirect::to("/console/login").into_response();
+    }
+    let mut response = Redirect::to("/console/login?ended=1").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, None, false));
+    response
 }
 
 /// Whether the request reached us over HTTPS: only a trusted proxy can say so.
@@ -316,13 +326,14 @@ fn sign_in_answer(
     status: StatusCode,
     form: &SignInForm,
     error: Option<&str>,
+    notice: Option<&str>,
     secure: bool,
     retry_after: Option<u64>,
 ) -> Answer {
     let nonce = random_secret()?;
     let mut response = (
         status,
-        Html(pages::sign_in(form, nonce.expose(), error).into_string()),
+        Html(pages::sign_in(form, nonce.expose(), error, notice).into_string()),
     )
         .into_response();
     response.headers_mut().append(
@@ -337,16 +348,33 @@ fn sign_in_answer(
     Ok(response)
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct Ended {
+    #[serde(default)]
+    ended: String,
+}
+
 async fn sign_in_page(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+    ended: Result<Query<Ended>, QueryRejection>,
 ) -> Answer {
     if session(&state, &headers).await?.is_some() {
         return Ok(Redirect::to("/console/").into_response());
     }
     let secure = secure(&state, peer.map(|p| (p.0).0), &headers);
-    sign_in_answer(StatusCode::OK, &SignInForm::default(), None, secure, None)
+    let notice = ended
+        .is_ok_and(|q| !q.ended.is_empty())
+        .then_some("Your session has ended. Please sign in again.");
+    sign_in_answer(
+        StatusCode::OK,
+        &SignInForm::default(),
+        None,
+        notice,
+        secure,
+        None,
+    )
 }
 
 async fn sign_in(
@@ -361,6 +389,7 @@ async fn sign_in(
             StatusCode::BAD_REQUEST,
             &SignInForm::default(),
             Some("The form could not be read. Please sign in again."),
+            None,
             secure,
             None,
         );
@@ -372,6 +401,7 @@ async fn sign_in(
             StatusCode::FORBIDDEN,
             &form,
             Some("This sign-in form has expired. Nothing was changed; please sign in again."),
+            None,
             secure,
             None,
         );
@@ -389,6 +419,7 @@ async fn sign_in(
                 e.code.http_status(),
                 &form,
                 Some(message),
+                None,
                 secure,
                 e.retry_after,
             );
@@ -429,7 +460,7 @@ async fn sign_out(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Answer {
     let Some(signed) = session(&state, &headers).await? else {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(&headers));
     };
     let csrf = form.map(|f| f.0.csrf).unwrap_or_default();
     if !same(&signed.csrf, &csrf) {
@@ -446,7 +477,7 @@ async fn sign_out(
 
 async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     let Some(signed) = session(&state, &headers).await? else {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(&headers));
     };
     let now = state.clock.now();
     let overview = state.store.overview(signed.record.operator_id, now).await?;
@@ -484,7 +515,7 @@ async fn charges(
     filter: Result<Query<ChargeFilter>, QueryRejection>,
 ) -> Answer {
     let Some(signed) = session(&state, &headers).await? else {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(&headers));
     };
     let filter = filter.map(|q| q.0).unwrap_or_default();
     let page = filter.page.unwrap_or(1).clamp(1, 1_000_000);
@@ -531,7 +562,7 @@ async fn charge(
     done: Result<Query<Done>, QueryRejection>,
 ) -> Answer {
     let Some(signed) = session(&state, &headers).await? else {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(&headers));
     };
     let done = done.map(|d| d.0).unwrap_or_default();
     charge_answer(&state, &signed, &number, StatusCode::OK, None, &done.done).await
@@ -583,7 +614,7 @@ async fn decide(
     form: Result<Form<DecideForm>, FormRejection>,
 ) -> Answer {
     let Some(signed) = session(&state, &headers).await? else {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(&headers));
     };
     let Ok(Form(form)) = form else {
         return Err(Failure::forged());
@@ -687,7 +718,7 @@ async fn subscriptions(
     search: Result<Query<Search>, QueryRejection>,
 ) -> Answer {
     let Some(signed) = session(&state, &headers).await? else {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(&headers));
     };
     let search = search.map(|q| q.0).unwrap_or_default();
     let found = state
@@ -703,7 +734,7 @@ async fn subscription(
     Path(number): Path<String>,
 ) -> Answer {
     let Some(signed) = session(&state, &headers).await? else {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(&headers));
     };
     let operator_id = signed.record.operator_id;
     let Some((hit, events)) = state.store.subscription_page(operator_id, &number).await? else {
@@ -734,7 +765,7 @@ async fn subscription(
 
 async fn people(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     let Some(signed) = session(&state, &headers).await? else {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(&headers));
     };
     let now = state.clock.now();
     let (users, keys) = state

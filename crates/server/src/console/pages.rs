@@ -167,7 +167,12 @@ pub(crate) fn failure(title: &str, message: &str) -> Markup {
     )
 }
 
-pub(crate) fn sign_in(form: &SignInForm, nonce: &str, error: Option<&str>) -> Markup {
+pub(crate) fn sign_in(
+    form: &SignInForm,
+    nonce: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Markup {
     bare(
         "Sign in",
         html! {
@@ -179,6 +184,9 @@ pub(crate) fn sign_in(form: &SignInForm, nonce: &str, error: Option<&str>) -> Ma
                 h1 { "Sign in to the console" }
                 @if let Some(error) = error {
                     p.alert role="alert" { (error) }
+                }
+                @if let Some(notice) = notice {
+                    p.notice role="status" { (notice) }
                 }
                 form.stack method="post" action="/console/login" {
                     input type="hidden" name="csrf" value=(nonce);
