@@ -345,6 +345,11 @@ on_every_backend! {
         assert_eq!(b.get("/console/").await.status, 200, "still signed in");
         assert!(overview.csrf().len() >= 32);
 
+        // Without a session, a decision only leads to the sign-in page.
+        let mut stranger = Browser::new(&srv);
+        stranger.post("/console/charges/I1/decide", &[("csrf", &overview.csrf()), ("decision", "decline")]).await.assert_sign_in_redirect();
+        assert_eq!(status_of(&srv, &token, "I1").await, "PENDING");
+
         // Sign-in, too, needs the token its own form set.
         let mut fresh = Browser::new(&srv);
         let r = fresh.post("/console/login", &[("organisation", OPERATOR), ("username", USER), ("password", PASSWORD), ("csrf", "forged")]).await;
