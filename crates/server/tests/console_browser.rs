@@ -251,6 +251,30 @@ impl Driver {
             .to_owned()
     }
 
+    /// Waits until the browser shows a page whose address `matches`, fully loaded: a click
+    /// that submits a form may return before the next page arrives.
+    async fn arrive(&self, what: &str, matches: impl Fn(&str) -> bool) {
+        for _ in 0..300 {
+            if matches(&self.url().await) {
+                let ready = self
+                    .session_call(
+                        "POST",
+                        "/execute/sync",
+                        json!({"script": "return document.readyState", "args": []}),
+                    )
+                    .await;
+                if ready == "complete" {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "never arrived at {what}; the browser shows {}",
+            self.url().await
+        );
+    }
+
     /// Text the page holds but does not render (an SVG's `<title>`).
     async fn text_content(&self, css: &str) -> String {
         let id = self.find(css).await;
@@ -422,38 +446,41 @@ async fn a_person_signs_in_reads_the_overview_and_declines_a_charge_in_a_real_br
     };
 
     driver.open(&srv.url("/console/")).await;
-    assert!(driver.url().await.ends_with("/console/login"));
+    driver
+        .arrive("the sign-in page", |u| u.ends_with("/console/login"))
+        .await;
     check(&driver, "1-sign-in").await;
     driver.type_into("#organisation", OPERATOR).await;
     driver.type_into("#username", USER).await;
     driver.type_into("#password", PASSWORD).await;
     driver.click("button[type=submit]").await;
-
-    assert!(
-        driver.url().await.ends_with("/console/"),
-        "{}",
-        driver.url().await
-    );
+    driver
+        .arrive("the overview", |u| u.ends_with("/console/"))
+        .await;
     assert_eq!(driver.text("h1").await, "Overview");
     assert!(driver.text_content("svg title").await.contains("8 in all"));
     check(&driver, "2-overview").await;
 
     driver.click("nav a[href='/console/charges']").await;
+    driver
+        .arrive("the charges", |u| u.ends_with("/console/charges"))
+        .await;
     assert_eq!(driver.text("h1").await, "Charges");
     check(&driver, "3-charges").await;
 
     driver.click("a[href='/console/charges/I00002711']").await;
+    driver
+        .arrive("the charge", |u| u.ends_with("/console/charges/I00002711"))
+        .await;
     assert_eq!(driver.text("h1").await, "Charge I00002711");
     assert!(driver.text(".fields").await.contains("PENDING"));
     check(&driver, "4-charge").await;
 
     driver.type_into("#reference_number", "R-console-1").await;
     driver.click("button.decline").await;
-    assert!(
-        driver.url().await.contains("done=decline"),
-        "{}",
-        driver.url().await
-    );
+    driver
+        .arrive("the declined charge", |u| u.contains("done=decline"))
+        .await;
     let timeline = driver.text(".timeline").await;
     assert!(timeline.contains("DECLINED"), "{timeline}");
     assert!(timeline.contains("console:demo"), "{timeline}");
@@ -463,6 +490,9 @@ async fn a_person_signs_in_reads_the_overview_and_declines_a_charge_in_a_real_br
     driver.open(&srv.url("/console/subscriptions")).await;
     check(&driver, "6-subscriptions").await;
     driver.click("td a").await;
+    driver
+        .arrive("a subscription", |u| u.contains("/console/subscriptions/S"))
+        .await;
     assert!(driver.text("h1").await.starts_with("Subscription S"));
     check(&driver, "7-subscription").await;
     driver.open(&srv.url("/console/people")).await;
@@ -477,7 +507,11 @@ async fn a_person_signs_in_reads_the_overview_and_declines_a_charge_in_a_real_br
     check(&driver, "9-phone-charge").await;
 
     driver.click("button.link").await;
-    assert!(driver.url().await.ends_with("/console/login"));
+    driver
+        .arrive("the sign-in page after signing out", |u| {
+            u.ends_with("/console/login")
+        })
+        .await;
     assert!(
         problems.is_empty(),
         "serious accessibility violations:\n{}",
