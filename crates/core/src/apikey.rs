@@ -28,8 +28,13 @@ pub struct ApiKey(String);
 impl ApiKey {
     /// A new key: [`KEY_MARK`] and the bytes in lower-case hex.
     pub fn from_random_bytes(bytes: [u8; KEY_BYTES]) -> Self {
-        let mut s = String::with_capacity(KEY_MARK.len() + KEY_BYTES * 2);
-        s.push_str(KEY_MARK);
+        Self::marked(KEY_MARK, bytes)
+    }
+
+    /// A new key starting with `mark` (connector keys carry their own, `cgc_`).
+    pub fn marked(mark: &str, bytes: [u8; KEY_BYTES]) -> Self {
+        let mut s = String::with_capacity(mark.len() + KEY_BYTES * 2);
+        s.push_str(mark);
         for b in bytes {
             s.push_str(&format!("{b:02x}"));
         }

@@ -105,6 +105,10 @@ impl Actor {
     /// key's; one written with a password login's token is that user's; the rest come
     /// from the command line's imports.
     pub fn of(columns: &ActorColumns<'_>) -> Actor {
+        // Only a connector key writes these: intake receipts and Netflix's verdicts.
+        if matches!(columns.event, "intake" | "verdict") {
+            return Actor::Connector;
+        }
         match (columns.key_prefix, columns.username) {
             (Some(prefix), _) => Actor::Key(prefix.to_owned()),
             (None, Some(name)) if columns.via_console => Actor::Console(name.to_owned()),
@@ -321,6 +325,13 @@ mod tests {
             via_console: false,
         };
         assert_eq!(Actor::of(&import).to_string(), "import");
+        let verdict = ActorColumns {
+            event: "verdict",
+            username: None,
+            key_prefix: None,
+            via_console: false,
+        };
+        assert_eq!(Actor::of(&verdict).to_string(), "connector");
         assert_eq!(Actor::Key("cgk_3f9a".into()).to_string(), "key:cgk_3f9a");
         assert_eq!(Actor::Connector.to_string(), "connector");
     }

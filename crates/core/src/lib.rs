@@ -12,6 +12,7 @@ pub mod audit;
 pub mod batch;
 pub mod charge;
 pub mod clock;
+pub mod connector;
 pub mod console;
 pub mod import;
 pub mod money;

@@ -301,6 +301,7 @@ pub trait Store:
     + crate::audit::AuditStore
     + crate::subscription::Subscriptions
     + crate::console::ConsoleStore
+    + crate::connector::Connector
 {
     /// Which backend this is (`sqlite`, `postgres`), for logs and metrics.
     fn backend(&self) -> &'static str;
@@ -405,6 +406,13 @@ pub trait AdminStore: Send + Sync + crate::accounts::AccountAdmin {
 }
 
 /// A whole backend: every seam. `Arc<dyn Database>` coerces to `Arc<dyn Store>`.
-pub trait Database: Store + AdminStore + crate::subscription::SubscriptionsAdmin {}
+pub trait Database:
+    Store + AdminStore + crate::subscription::SubscriptionsAdmin + crate::connector::ConnectorAdmin
+{
+}
 
-impl<T: Store + AdminStore + crate::subscription::SubscriptionsAdmin> Database for T {}
+impl<
+    T: Store + AdminStore + crate::subscription::SubscriptionsAdmin + crate::connector::ConnectorAdmin,
+> Database for T
+{
+}

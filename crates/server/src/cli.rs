@@ -21,6 +21,7 @@ use crate::passwords::{self, Passwords};
 use crate::ratelimit::OperatorRateLimit;
 use crate::{admin_cli, csv_import, demo, telemetry};
 
+mod connector;
 mod subscriptions;
 mod token_secret;
 
@@ -107,6 +108,9 @@ enum Command {
     /// Manage the secret tokens are signed with (rotate it without logging anyone out).
     #[command(subcommand)]
     TokenSecret(token_secret::TokenSecretCommand),
+    /// Manage connector keys (the Netflix side's API, /chargegate/v1/connector/).
+    #[command(subcommand)]
+    ConnectorKey(connector::ConnectorKeyCommand),
     /// Show configuration help.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -501,6 +505,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Key(command) => subscriptions::key(&settings, command).await,
         Command::Promotion(command) => subscriptions::promotion(&settings, command).await,
         Command::TokenSecret(command) => token_secret::token_secret(&settings, command).await,
+        Command::ConnectorKey(command) => connector::connector_key(&settings, command).await,
         Command::Config(ConfigCommand::Example)
         | Command::Completions { .. }
         | Command::Manpage => Ok(()),

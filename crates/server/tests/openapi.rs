@@ -102,8 +102,18 @@ fn the_document_is_openapi_3_1_and_describes_every_method_with_its_verb() {
     .map(|(verb, path)| (verb.to_owned(), format!("{V2}/{path}")));
     let mut expected = expected.to_vec();
     expected.extend(
-        [("get", "charges/decisions"), ("get", "charges/show")]
-            .map(|(verb, path)| (verb.to_owned(), format!("/chargegate/v1/{path}"))),
+        [
+            ("get", "charges/decisions"),
+            ("get", "charges/show"),
+            ("get", "connector/outbox"),
+            ("post", "connector/charges"),
+            ("post", "connector/charges/status"),
+            ("post", "connector/outbox/ack"),
+            ("post", "connector/promotions"),
+            ("post", "connector/subscriptions/activate"),
+            ("post", "connector/subscriptions/state"),
+        ]
+        .map(|(verb, path)| (verb.to_owned(), format!("/chargegate/v1/{path}"))),
     );
     expected.sort();
     assert_eq!(described, expected);

@@ -23,6 +23,8 @@ pub(crate) struct HistoryRow {
     pub reference_number: Option<String>,
     pub key_prefix: Option<String>,
     pub via_console: bool,
+    /// Why (Netflix's verdicts); the feed does not read it.
+    pub reason: Option<String>,
 }
 
 impl HistoryRow {
@@ -42,7 +44,7 @@ impl HistoryRow {
             }),
             request_id: self.request_id,
             reference_number: self.reference_number,
-            reason: None,
+            reason: self.reason,
         })
     }
 }

@@ -13,6 +13,7 @@ use chargegate_core::Database;
 use chargegate_core::store::StoreError;
 
 mod audit_rows;
+mod connector_rows;
 mod console_rows;
 pub mod copy;
 mod error;

@@ -40,12 +40,18 @@ pub(crate) const SQLITE: &[Source] = &[
         "token_secrets",
         include_str!("../migrations/sqlite/0006_token_secrets.sql"),
     ),
-    // 7 belongs to work on another branch; the runner applies whatever version is
-    // missing, in order, so a database may meet it after 8.
+    // 7 is unused: the connector's migration, first written as 7, became 9 because its
+    // SQLite part rebuilds charge_history and must come after 8's column (a database
+    // migrated to 8 would otherwise meet 7 after it). The runner tolerates the gap.
     (
         8,
         "console",
         include_str!("../migrations/sqlite/0008_console.sql"),
+    ),
+    (
+        9,
+        "connector",
+        include_str!("../migrations/sqlite/0009_connector.sql"),
     ),
 ];
 
@@ -80,12 +86,18 @@ pub(crate) const POSTGRES: &[Source] = &[
         "token_secrets",
         include_str!("../migrations/postgres/0006_token_secrets.sql"),
     ),
-    // 7 belongs to work on another branch; the runner applies whatever version is
-    // missing, in order, so a database may meet it after 8.
+    // 7 is unused: the connector's migration, first written as 7, became 9 because its
+    // SQLite part rebuilds charge_history and must come after 8's column (a database
+    // migrated to 8 would otherwise meet 7 after it). The runner tolerates the gap.
     (
         8,
         "console",
         include_str!("../migrations/postgres/0008_console.sql"),
+    ),
+    (
+        9,
+        "connector",
+        include_str!("../migrations/postgres/0009_connector.sql"),
     ),
 ];
 

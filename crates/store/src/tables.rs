@@ -117,6 +117,24 @@ pub const TABLES: &[Table] = &[
         identity: true,
     },
     Table {
+        name: "connector_keys",
+        columns: &[
+            int("id"),
+            int("operator_id"),
+            text("prefix"),
+            Column {
+                name: "hash",
+                kind: Kind::Bytes,
+            },
+            text("name"),
+            int("created_at"),
+            int("revoked_at"),
+        ],
+        page_key: Some("id"),
+        order_by: "id",
+        identity: true,
+    },
+    Table {
         name: "login_attempts",
         columns: &[
             text("organisation"),
@@ -228,6 +246,7 @@ pub const TABLES: &[Table] = &[
             int("acknowledged_on"),
             text("acknowledged_reference_number"),
             int("subscription_id"),
+            text("netflix_charge_id"),
         ],
         page_key: Some("id"),
         order_by: "id",
@@ -279,6 +298,8 @@ pub const TABLES: &[Table] = &[
             text("reference_number"),
             int("key_id"),
             flag("via_console"),
+            int("connector_key_id"),
+            text("reason"),
         ],
         page_key: Some("id"),
         order_by: "id",
@@ -298,6 +319,7 @@ pub const TABLES: &[Table] = &[
             text("request_id"),
             int("charge_id"),
             int("promotion_id"),
+            int("connector_key_id"),
         ],
         page_key: Some("id"),
         order_by: "id",
@@ -315,6 +337,25 @@ pub const TABLES: &[Table] = &[
         order_by: "id",
         identity: true,
     },
+    Table {
+        name: "outbox",
+        columns: &[
+            int("id"),
+            int("operator_id"),
+            text("type"),
+            int("occurred_at"),
+            int("charge_id"),
+            text("reference_number"),
+            int("subscription_id"),
+            text("life_cycle_state"),
+            text("netflix_state"),
+            text("netflix_customer_id"),
+            int("delivered_at"),
+        ],
+        page_key: Some("id"),
+        order_by: "id",
+        identity: true,
+    },
 ];
 
 /// Tables that exist but are deliberately not copied, and why.
@@ -326,6 +367,11 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
     (
         "console_sessions",
         "console sign-ins end with the move: people sign in again on the new database",
+    ),
+    (
+        "outbox_lease",
+        "which server pushes the outbox to the webhook now, meaningful only to the servers \
+         sharing that database",
     ),
     (
         "_sqlx_migrations",
@@ -348,6 +394,7 @@ pub const CONTENT_TABLES: &[&str] = &[
     "tokens",
     "charges",
     "api_keys",
+    "connector_keys",
     "subscriptions",
     "promotions",
 ];

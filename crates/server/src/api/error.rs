@@ -28,10 +28,11 @@ pub enum Code {
     HeadersTooLarge,
     SubscriptionExists,
     SubscriptionNotFound,
+    Conflict,
 }
 
 impl Code {
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 19] = [
         Code::Ok,
         Code::MalformedRequest,
         Code::InvalidParameter,
@@ -50,6 +51,7 @@ impl Code {
         Code::HeadersTooLarge,
         Code::SubscriptionExists,
         Code::SubscriptionNotFound,
+        Code::Conflict,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -72,6 +74,7 @@ impl Code {
             Code::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Code::SubscriptionExists => "SUBSCRIPTION_EXISTS",
             Code::SubscriptionNotFound => "SUBSCRIPTION_NOT_FOUND",
+            Code::Conflict => "CONFLICT",
         }
     }
 
@@ -95,6 +98,7 @@ impl Code {
             Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Code::SubscriptionExists => StatusCode::CONFLICT,
             Code::SubscriptionNotFound => StatusCode::NOT_FOUND,
+            Code::Conflict => StatusCode::CONFLICT,
         }
     }
 }

@@ -21,6 +21,8 @@ use crate::app::AppState;
 pub mod audit;
 pub mod auth;
 pub mod charges;
+pub mod connector;
+pub mod connector_doc;
 pub mod context;
 pub mod envelope;
 pub mod error;
@@ -55,6 +57,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(subscriptions::suspend))
         .routes(routes!(subscriptions::unsuspend))
         .routes(routes!(subscriptions::list_promotions))
+        .routes(routes!(connector::intake))
+        .routes(routes!(connector::verdicts))
+        .routes(routes!(connector::outbox))
+        .routes(routes!(connector::ack))
+        .routes(routes!(connector::activate))
+        .routes(routes!(connector::state))
+        .routes(routes!(connector::promotions))
 }
 
 /// The OpenAPI 3.1 document of every method under [`BASE`].

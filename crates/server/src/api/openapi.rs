@@ -24,6 +24,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, KnownFormat, RefOr, Required, Response, Schema};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
+use super::connector_doc::ConnectorKey;
 use super::error::Code;
 
 /// The document's root: title, version, the rules every method shares, tags and the
@@ -85,7 +86,7 @@ sent a usable one, else a new one. The server's log lines for the request carry 
 **Timestamps** are UTC, written `YYYY-MM-DDTHH:MM:SS`; **amounts** are exact decimal \
 JSON numbers with at most the currency's minor-unit digits."
     ),
-    modifiers(&TokenTransports),
+    modifiers(&TokenTransports, &ConnectorKey),
     tags(
         (name = "authentication", description = "Logging in and releasing tokens."),
         (name = "charges", description = "Listing and answering Netflix charges."),
@@ -94,6 +95,11 @@ and resuming them, and the operator's promotions."),
         (name = "audit", description = "chargegate's own methods under `/chargegate/v1/`, \
 beyond CRM.COM: a charge's whole history, and the reconciliation feed of every status \
 change in a time window."),
+        (name = "connector", description = "The Netflix side under `/chargegate/v1/connector/`, \
+for the connector process that talks to Netflix, authenticated with a connector key: \
+intake of the charges Netflix raises, Netflix's own verdicts, account links and states, \
+promotions, and the outbox of every event Netflix must be told (at-least-once, in order \
+per charge and per subscription)."),
     ),
     components(schemas(StatusCode, ItemErrorCode))
 )]
@@ -150,7 +156,7 @@ impl Modify for TokenTransports {
 }
 
 /// A string schema whose values are exactly `values`.
-fn string_enum<'a>(
+pub(super) fn string_enum<'a>(
     values: impl IntoIterator<Item = &'a str>,
     description: impl Into<String>,
 ) -> ObjectBuilder {
@@ -504,7 +510,7 @@ fn request_id_header() -> utoipa::openapi::header::Header {
 
 /// The error responses of an operation that can fail with `codes`: one response per HTTP
 /// status, whose body's `status.code` is one of the codes with that status.
-fn error_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
+pub(super) fn error_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
     let mut by_status: BTreeMap<u16, Vec<Code>> = BTreeMap::new();
     for code in codes {
         by_status
@@ -577,7 +583,7 @@ fn error_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
 /// Errors every method can answer: a request hyper cannot parse or that exceeds the
 /// edge's limits, the server's fault, or an unavailable database (or too many open
 /// connections).
-const EVERY: [Code; 5] = [
+pub(super) const EVERY: [Code; 5] = [
     Code::MalformedRequest,
     Code::UriTooLong,
     Code::HeadersTooLarge,
@@ -586,7 +592,7 @@ const EVERY: [Code; 5] = [
 ];
 
 /// Errors of every method with a body: its head arrived but its body did not in time.
-const BODY: [Code; 2] = [Code::RequestTimeout, Code::PayloadTooLarge];
+pub(super) const BODY: [Code; 2] = [Code::RequestTimeout, Code::PayloadTooLarge];
 
 /// Errors of every method with a token, besides a bad one: the operator's rate limit.
 const AUTHENTICATED: [Code; 3] = [
@@ -596,7 +602,7 @@ const AUTHENTICATED: [Code; 3] = [
 ];
 
 /// `codes`, each once, in `Code::ALL`'s order.
-fn codes(groups: &[&[Code]]) -> Vec<Code> {
+pub(super) fn codes(groups: &[&[Code]]) -> Vec<Code> {
     Code::ALL
         .into_iter()
         .filter(|c| groups.iter().any(|g| g.contains(c)))
@@ -695,7 +701,12 @@ impl PartialSchema for HistoryEventName {
 
 impl ToSchema for HistoryEventName {}
 
-fn query_parameter(name: &str, required: bool, description: &str, schema: Schema) -> Parameter {
+pub(super) fn query_parameter(
+    name: &str,
+    required: bool,
+    description: &str,
+    schema: Schema,
+) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Query)

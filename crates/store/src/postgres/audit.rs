@@ -36,7 +36,7 @@ const RECORD_SQL: &str = "SELECT c.id, o.code, c.number, c.customer_id, c.amount
      WHERE c.number = $1 AND ($2::bigint IS NULL OR c.operator_id = $2)";
 
 const HISTORY_SQL: &str = "SELECT h.at, h.event, h.from_status, h.to_status, u.username, \
-        h.request_id, h.reference_number, k.prefix AS key_prefix, h.via_console \
+        h.request_id, h.reference_number, k.prefix AS key_prefix, h.via_console, h.reason \
      FROM charge_history h LEFT JOIN users u ON u.id = h.user_id \
      LEFT JOIN api_keys k ON k.id = h.key_id \
      WHERE h.charge_id = $1 ORDER BY h.id";
@@ -49,7 +49,7 @@ const FEED_SQL: &str = "WITH horizon AS MATERIALIZED \
         (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) \
      SELECT h.xid, h.id, c.number, c.customer_id, h.at, h.event, h.from_status, h.to_status, \
             u.username, h.request_id, h.reference_number, c.amount_minor, c.currency, \
-            horizon.xmin, k.prefix AS key_prefix, h.via_console \
+            horizon.xmin, k.prefix AS key_prefix, h.via_console, NULL::text AS reason \
      FROM charge_history h JOIN charges c ON c.id = h.charge_id \
      LEFT JOIN users u ON u.id = h.user_id LEFT JOIN api_keys k ON k.id = h.key_id \
      CROSS JOIN horizon \
@@ -68,6 +68,7 @@ fn history_row(r: &PgRow) -> Result<HistoryRow, sqlx::Error> {
         reference_number: r.try_get("reference_number")?,
         key_prefix: r.try_get("key_prefix")?,
         via_console: r.try_get("via_console")?,
+        reason: r.try_get("reason")?,
     })
 }
 

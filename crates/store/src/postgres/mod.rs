@@ -43,6 +43,7 @@ use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 mod accounts;
 mod audit;
 mod batch;
+mod connector;
 mod console;
 pub use batch::{LOCK_AND_READ_ACKNOWLEDGEMENTS, LOCK_AND_READ_DECISIONS};
 mod subscriptions;
@@ -560,7 +561,7 @@ macro_rules! decide_sql {
     ($status:literal, $stamp:literal, $extra:expr) => {
         concat!(
             "WITH plan AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) \
-                  AS p(id, from_status, to_status, reference)), \
+                  WITH ORDINALITY AS p(id, from_status, to_status, reference, position)), \
              changed AS (UPDATE charges c SET status = '",
             $status,
             "', ",
@@ -580,7 +581,14 @@ macro_rules! decide_sql {
     };
 }
 
-const ACCEPT_SQL: &str = decide_sql!("APPROVED", "set_as_approved_on", "");
+const ACCEPT_SQL: &str = decide_sql!(
+    "APPROVED",
+    "set_as_approved_on",
+    ", \
+        events AS (INSERT INTO outbox (operator_id, type, occurred_at, charge_id, \
+             reference_number) \
+             SELECT $6, 'charge.approved', $5, id, reference FROM plan ORDER BY position)"
+);
 /// A decline also cancels the live subscriptions its charges belong to, with their history
 /// rows, in the same statement (no extra round trip): a declined charge ends the Netflix
 /// service. `doomed` reads the states before the statement, so each history row has the
@@ -596,11 +604,25 @@ const DECLINE_SQL: &str = decide_sql!(
         cancelled AS (UPDATE subscriptions s SET life_cycle_state = 'CANCELLED', \
              cancelled_at = $5, netflix_token_hash = NULL, netflix_token_expires_at = NULL \
              FROM doomed WHERE s.id = doomed.id AND s.life_cycle_state <> 'CANCELLED' \
-             RETURNING s.id, doomed.life_cycle_state AS from_state, doomed.charge_id), \
+             RETURNING s.id, doomed.life_cycle_state AS from_state, doomed.charge_id, \
+                  s.operator_id, s.netflix_state, s.netflix_customer_id), \
         cancelled_history AS (INSERT INTO subscription_history (subscription_id, event, \
              from_state, to_state, at, user_id, key_id, request_id, charge_id) \
              SELECT id, 'cancelled', from_state, 'CANCELLED', $5, $8, $10, $9, charge_id \
-             FROM cancelled)"
+             FROM cancelled), \
+        events AS (INSERT INTO outbox (operator_id, type, occurred_at, charge_id, \
+             reference_number, subscription_id, life_cycle_state, netflix_state, \
+             netflix_customer_id) \
+             SELECT $6, type, $5, charge_id, reference, subscription_id, life_cycle_state, \
+                  netflix_state, netflix_customer_id \
+             FROM (SELECT 0 AS k, position, 'charge.declined' AS type, id AS charge_id, \
+                       reference, NULL::bigint AS subscription_id, \
+                       NULL::text AS life_cycle_state, NULL::text AS netflix_state, \
+                       NULL::text AS netflix_customer_id FROM plan \
+                   UNION ALL \
+                   SELECT 1, charge_id, 'subscription.cancelled', NULL, NULL, id, 'CANCELLED', \
+                       netflix_state, netflix_customer_id FROM cancelled) e \
+             ORDER BY k, position)"
 );
 
 /// An acknowledgement's writes in one statement, with the same parameters as

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chargegate_core::apikey::{ApiKeyInfo, KeyHash, KeyLogin, NewApiKey, RevokeOutcome};
 use chargegate_core::clock::Timestamp;
+use chargegate_core::connector::EventType;
 use chargegate_core::store::{StoreError, StoreResult};
 use chargegate_core::subscription::{
     Actor, CreateOutcome, CreatePlan, LifeCycleState, LiveSubscription, NewPromotion,
@@ -51,6 +52,28 @@ async fn history(
         .execute(&mut *conn)
         .await
         .map(|_| ())
+}
+
+/// Queues a subscription's change for the Netflix side with the states it has now (right
+/// after the change, in the change's own transaction, the row locked).
+pub(super) async fn subscription_event(
+    conn: &mut PgConnection,
+    subscription_id: i64,
+    kind: EventType,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (operator_id, type, occurred_at, subscription_id, life_cycle_state, \
+                             netflix_state, netflix_customer_id) \
+         SELECT operator_id, $2, $3, id, life_cycle_state, netflix_state, netflix_customer_id \
+         FROM subscriptions WHERE id = $1",
+    )
+    .bind(subscription_id)
+    .bind(kind.as_str())
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
 }
 
 async fn try_create(
@@ -160,6 +183,7 @@ async fn try_create(
                 None,
             )
             .await?;
+            subscription_event(&mut tx, id, EventType::SubscriptionCreated, new.at.unix()).await?;
             (
                 id,
                 "EFFECTIVE".to_owned(),
@@ -225,9 +249,9 @@ async fn try_set_state(
         .bind(target)
         .execute(&mut *tx)
         .await?;
-    let event = match request.target {
-        LifeCycleState::NotEffective => "suspended",
-        _ => "unsuspended",
+    let (event, kind) = match request.target {
+        LifeCycleState::NotEffective => ("suspended", EventType::SubscriptionSuspended),
+        _ => ("unsuspended", EventType::SubscriptionUnsuspended),
     };
     history(
         &mut tx,
@@ -240,6 +264,7 @@ async fn try_set_state(
         None,
     )
     .await?;
+    subscription_event(&mut tx, id, kind, request.at.unix()).await?;
     tx.commit().await?;
     Ok(StateChange::Changed)
 }

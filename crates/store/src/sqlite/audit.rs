@@ -30,7 +30,7 @@ const RECORD_SQL: &str = "SELECT c.id, o.code, c.number, c.customer_id, c.amount
      WHERE c.number = ?1 AND (?2 IS NULL OR c.operator_id = ?2)";
 
 const HISTORY_SQL: &str = "SELECT h.at, h.event, h.from_status, h.to_status, u.username, \
-        h.request_id, h.reference_number, k.prefix AS key_prefix, h.via_console \
+        h.request_id, h.reference_number, k.prefix AS key_prefix, h.via_console, h.reason \
      FROM charge_history h LEFT JOIN users u ON u.id = h.user_id \
      LEFT JOIN api_keys k ON k.id = h.key_id \
      WHERE h.charge_id = ?1 ORDER BY h.id";
@@ -62,6 +62,7 @@ fn history_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryRow> {
         reference_number: r.get("reference_number")?,
         key_prefix: r.get("key_prefix")?,
         via_console: r.get("via_console")?,
+        reason: r.get("reason")?,
     })
 }
 
@@ -189,6 +190,7 @@ fn decision_feed(conn: &Connection, query: &FeedQuery) -> StoreResult<FeedPage> 
                         reference_number: r.get(9)?,
                         key_prefix: r.get(12)?,
                         via_console: r.get(13)?,
+                        reason: None,
                     },
                     amount_minor: r.get(10)?,
                     currency: r.get(11)?,

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use chargegate_core::batch::{Batch, ChargeChange, Method, Snapshot, Verdict};
 use chargegate_core::charge::{Charge, StatusGroup};
 use chargegate_core::clock::Timestamp;
+use chargegate_core::connector::EventType;
 use chargegate_core::import::ResolvedCharge;
 use chargegate_core::store::{
     AdminStore, AttemptPermit, ImportOutcome, ImportSummary, ListQuery, LoginPolicy, LoginUser,
@@ -41,6 +42,7 @@ use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
 mod accounts;
 mod audit;
+mod connector;
 mod console;
 mod subscriptions;
 mod writer;
@@ -546,6 +548,13 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(from_sqlite)?;
+    // What Netflix must be told, in this same transaction.
+    let mut event = conn
+        .prepare_cached(
+            "INSERT INTO outbox (operator_id, type, occurred_at, charge_id, reference_number) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(from_sqlite)?;
     for change in changes {
         let reference = change.reference.as_ref().map(|r| r.as_str());
         let update_params: &[&dyn rusqlite::ToSql] = match batch.method {
@@ -599,10 +608,30 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
                 batch.via_console,
             ])
             .map_err(from_sqlite)?;
-        if batch.method == Method::Decline {
-            // A declined charge ends the Netflix service: its subscription is cancelled
-            // in this same transaction.
-            subscriptions::cancel_for_charge(conn, change.charge_id, batch)?;
+        if let Some(kind) = match batch.method {
+            Method::Accept => Some(EventType::ChargeApproved),
+            Method::Decline => Some(EventType::ChargeDeclined),
+            Method::Acknowledge => None,
+        } {
+            event
+                .execute(params![
+                    batch.operator_id,
+                    kind.as_str(),
+                    at,
+                    change.charge_id,
+                    reference
+                ])
+                .map_err(from_sqlite)?;
+        }
+    }
+    if batch.method == Method::Decline {
+        // A declined charge ends the Netflix service: its subscription is cancelled in
+        // this same transaction, after the charges' own events and in charge order, as
+        // PostgreSQL's one statement does it.
+        let mut declined: Vec<i64> = changes.iter().map(|c| c.charge_id).collect();
+        declined.sort_unstable();
+        for charge_id in declined {
+            subscriptions::cancel_for_charge(conn, charge_id, batch)?;
         }
     }
     Ok(())

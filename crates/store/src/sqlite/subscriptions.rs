@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chargegate_core::apikey::{ApiKeyInfo, KeyHash, KeyLogin, NewApiKey, RevokeOutcome};
 use chargegate_core::batch::Batch;
 use chargegate_core::clock::Timestamp;
+use chargegate_core::connector::EventType;
 use chargegate_core::store::{StoreError, StoreResult};
 use chargegate_core::subscription::{
     Actor, CreateOutcome, CreatePlan, LiveSubscription, NewPromotion, NewSubscription, Promotion,
@@ -21,38 +22,106 @@ use crate::subscription_rows::{
     KeyRow, PromotionRow, SubscriptionRow, operator_code, price, subscription_number,
 };
 
+/// Who cancels a subscription through one of its charges: a user's decline, or the
+/// connector's verdict.
+pub(super) struct Canceller<'a> {
+    pub at: i64,
+    pub user_id: Option<i64>,
+    pub key_id: Option<i64>,
+    pub connector_key_id: Option<i64>,
+    pub request_id: &'a str,
+}
+
 /// Cancels the live subscription charge `charge_id` belongs to, if any, with its history
-/// row: part of a decline's unit of work.
+/// row and its outbox event: part of a decline's unit of work.
 pub(super) fn cancel_for_charge(
     conn: &Connection,
     charge_id: i64,
     batch: &Batch,
 ) -> StoreResult<()> {
-    let at = batch.at.unix();
+    cancel_through_charge(
+        conn,
+        charge_id,
+        &Canceller {
+            at: batch.at.unix(),
+            user_id: Some(batch.user_id),
+            key_id: batch.key_id,
+            connector_key_id: None,
+            request_id: &batch.request_id,
+        },
+    )
+}
+
+pub(super) fn cancel_through_charge(
+    conn: &Connection,
+    charge_id: i64,
+    who: &Canceller<'_>,
+) -> StoreResult<()> {
+    let live = conn
+        .prepare_cached(
+            "SELECT s.id, s.life_cycle_state FROM charges c \
+             JOIN subscriptions s ON s.id = c.subscription_id \
+             WHERE c.id = ?1 AND s.life_cycle_state <> 'CANCELLED'",
+        )
+        .and_then(|mut s| {
+            s.query_row([charge_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()
+        })
+        .map_err(from_sqlite)?;
+    let Some((subscription_id, state)) = live else {
+        return Ok(());
+    };
     conn.prepare_cached(
         "INSERT INTO subscription_history (subscription_id, event, from_state, to_state, at, \
-                                           user_id, key_id, request_id, charge_id) \
-         SELECT s.id, 'cancelled', s.life_cycle_state, 'CANCELLED', ?2, ?3, ?4, ?5, c.id \
-         FROM charges c JOIN subscriptions s ON s.id = c.subscription_id \
-         WHERE c.id = ?1 AND s.life_cycle_state <> 'CANCELLED'",
+                                           user_id, key_id, request_id, charge_id, \
+                                           connector_key_id) \
+         VALUES (?1, 'cancelled', ?2, 'CANCELLED', ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut s| {
         s.execute(params![
+            subscription_id,
+            state,
+            who.at,
+            who.user_id,
+            who.key_id,
+            who.request_id,
             charge_id,
-            at,
-            batch.user_id,
-            batch.key_id,
-            batch.request_id
+            who.connector_key_id
         ])
     })
     .map_err(from_sqlite)?;
     conn.prepare_cached(
         "UPDATE subscriptions SET life_cycle_state = 'CANCELLED', cancelled_at = ?2, \
                 netflix_token_hash = NULL, netflix_token_expires_at = NULL \
-         WHERE id = (SELECT subscription_id FROM charges WHERE id = ?1) \
-           AND life_cycle_state <> 'CANCELLED'",
+         WHERE id = ?1",
     )
-    .and_then(|mut s| s.execute(params![charge_id, at]))
+    .and_then(|mut s| s.execute(params![subscription_id, who.at]))
+    .map_err(from_sqlite)?;
+    subscription_event(
+        conn,
+        subscription_id,
+        EventType::SubscriptionCancelled,
+        who.at,
+    )
+}
+
+/// Queues a subscription's change for the Netflix side, with the states it has now (right
+/// after the change, in the change's own transaction).
+pub(super) fn subscription_event(
+    conn: &Connection,
+    subscription_id: i64,
+    kind: EventType,
+    at: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (operator_id, type, occurred_at, subscription_id, life_cycle_state, \
+                             netflix_state, netflix_customer_id) \
+         SELECT operator_id, ?2, ?3, id, life_cycle_state, netflix_state, netflix_customer_id \
+         FROM subscriptions WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![subscription_id, kind.as_str(), at]))
     .map(|_| ())
     .map_err(from_sqlite)
 }
@@ -208,6 +277,7 @@ fn create(conn: &Connection, new: &NewSubscription) -> StoreResult<CreateOutcome
                 &new.actor,
                 None,
             )?;
+            subscription_event(conn, id, EventType::SubscriptionCreated, new.at.unix())?;
             (
                 id,
                 "EFFECTIVE".to_owned(),
@@ -263,9 +333,11 @@ fn set_state(conn: &Connection, request: &StateRequest) -> StoreResult<StateChan
     conn.prepare_cached("UPDATE subscriptions SET life_cycle_state = ?2 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![id, target]))
         .map_err(from_sqlite)?;
-    let event = match request.target {
-        chargegate_core::subscription::LifeCycleState::NotEffective => "suspended",
-        _ => "unsuspended",
+    let (event, kind) = match request.target {
+        chargegate_core::subscription::LifeCycleState::NotEffective => {
+            ("suspended", EventType::SubscriptionSuspended)
+        }
+        _ => ("unsuspended", EventType::SubscriptionUnsuspended),
     };
     history(
         conn,
@@ -277,6 +349,7 @@ fn set_state(conn: &Connection, request: &StateRequest) -> StoreResult<StateChan
         &request.actor,
         None,
     )?;
+    subscription_event(conn, id, kind, request.at.unix())?;
     Ok(StateChange::Changed)
 }
 

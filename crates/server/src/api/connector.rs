@@ -1,0 +1,866 @@
+//! The Netflix side: `/chargegate/v1/connector/…` (docs/api.md, "Connector API").
+//!
+//! A connector key (`Authorization: Bearer cgc_…`) speaks for one operator. Operator
+//! tokens are not connector keys and connector keys are not tokens, so each is refused
+//! where the other belongs by the lookup itself: a connector key's hash is never in the
+//! token table, nor a token's in the connector key table.
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use chargegate_core::apikey::ApiKey;
+use chargegate_core::charge::ChargeStatus;
+use chargegate_core::clock::{Date, Timestamp};
+use chargegate_core::connector::{
+    Activation, ActivationOutcome, ConnectorActor, ConnectorCaller, DEFAULT_EVENTS, EventSubject,
+    EventType, IntakeInput, IntakeItem, IntakeOutcome, IntakeRequest, ItemCode, ItemFailure,
+    MAX_EVENTS, MAX_ITEMS, MAX_NETFLIX_ID_CHARS, MAX_REASON_CHARS, NetflixStateReport, OutboxEvent,
+    PromotionInput, PromotionUpsert, VerdictInput, VerdictItem, VerdictOutcome, VerdictRequest,
+};
+use chargegate_core::money::{Currency, Money};
+use chargegate_core::subscription::{NetflixState, Promotion, PromotionCode};
+use chargegate_core::text::{ChargeNumber, CustomerId};
+use chargegate_core::token::Token;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::charges::{plain_integer, repeated_parameter, shown};
+use super::connector_doc as doc;
+use super::context::RequestId;
+use super::envelope::{Empty, Envelope, JsonAmount};
+use super::error::{ApiError, Code};
+use super::extract::JsonObject;
+use super::openapi;
+use crate::app::AppState;
+
+/// Where the connector API lives.
+pub const CONNECTOR: &str = "/chargegate/v1/connector";
+
+/// Longest promotion name and description accepted, in characters.
+const MAX_PROMOTION_TEXT: usize = 512;
+
+fn refused() -> ApiError {
+    ApiError::new(
+        Code::InvalidToken,
+        "a valid connector key is required as Authorization: Bearer <key>",
+    )
+    .with_description("Authorization")
+}
+
+/// The connector key of a request, checked: missing, malformed, unknown or revoked keys
+/// (operator tokens included) are `401 INVALID_TOKEN`.
+pub async fn connector(state: &AppState, headers: &HeaderMap) -> Result<ConnectorCaller, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(refused());
+    };
+    let text = value.to_str().map_err(|_| refused())?;
+    let (scheme, key) = text.split_once(' ').ok_or_else(refused)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(refused());
+    }
+    let key = ApiKey::parse(key.trim()).ok_or_else(refused)?;
+    let caller = state
+        .store
+        .connector_key(&key.hash())
+        .await?
+        .filter(|c| !c.revoked)
+        .ok_or_else(refused)?;
+    tracing::Span::current().record("operator", caller.operator_code.as_str());
+    if let Err(wait) = state.rate_limit.check(caller.operator_code.as_str()) {
+        state.metrics.rate_limited();
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError {
+            retry_after: Some(secs.max(1)),
+            ..ApiError::new(
+                Code::TooManyRequests,
+                "too many requests for this operator; retry after the time in Retry-After",
+            )
+        });
+    }
+    Ok(caller)
+}
+
+fn actor(state: &AppState, caller: &ConnectorCaller, request_id: String) -> ConnectorActor {
+    ConnectorActor {
+        key_id: caller.key_id,
+        operator_id: caller.operator_id,
+        request_id,
+        at: state.clock.now(),
+    }
+}
+
+/// The items of a batch: a non-empty array of at most [`MAX_ITEMS`].
+fn batch_items<'a>(body: &'a Map<String, Value>, set: &str) -> Result<&'a [Value], ApiError> {
+    match body.get(set) {
+        Some(Value::Array(items)) if items.len() > MAX_ITEMS => Err(ApiError::new(
+            Code::LimitExceeded,
+            format!(
+                "{set} holds {} items; at most {MAX_ITEMS} per call",
+                items.len()
+            ),
+        )
+        .with_description(set)),
+        Some(Value::Array(items)) if !items.is_empty() => Ok(items),
+        _ => Err(ApiError::invalid_parameter(
+            set,
+            format!("{set} must be a non-empty array"),
+        )),
+    }
+}
+
+fn invalid(text: impl Into<String>) -> ItemFailure {
+    ItemFailure::new(ItemCode::InvalidParameter, text)
+}
+
+/// An optional text field of an item: absent or `null` is `None`; anything but a
+/// non-empty string of at most `max` characters without control characters is refused.
+fn text_field(
+    item: &Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, ItemFailure> {
+    match item.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control) =>
+        {
+            Ok(Some(s.clone()))
+        }
+        Some(Value::String(_)) => Err(invalid(format!(
+            "{field} must be 1 to {max} characters without control characters"
+        ))),
+        Some(_) => Err(invalid(format!("{field} must be a string"))),
+    }
+}
+
+fn mandatory_text(
+    item: &Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<String, ItemFailure> {
+    text_field(item, field, max)?.ok_or_else(|| invalid(format!("{field} is mandatory")))
+}
+
+/// A string as given, for echoing.
+fn given(item: &Value, field: &str) -> Option<String> {
+    item.get(field).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn amount(
+    item: &Map<String, Value>,
+    field: &str,
+    currency: Currency,
+) -> Result<Option<Money>, ItemFailure> {
+    match item.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match Money::parse(&n.to_string(), currency) {
+            Ok(m) if m.is_positive() => Ok(Some(m)),
+            Ok(_) => Err(invalid(format!("{field} must be greater than 0"))),
+            Err(e) => Err(invalid(format!("{field}: {e}"))),
+        },
+        Some(_) => Err(invalid(format!("{field} must be a JSON number"))),
+    }
+}
+
+fn timestamp_field(
+    item: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<Timestamp>, ItemFailure> {
+    match item.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Timestamp::parse(s).map(Some).map_err(|_| {
+            invalid(format!(
+                "{field} must be a UTC time written YYYY-MM-DDTHH:MM:SS"
+            ))
+        }),
+        Some(_) => Err(invalid(format!("{field} must be a string"))),
+    }
+}
+
+fn intake_item(value: &Value, local: Currency) -> Result<IntakeItem, ItemFailure> {
+    let Value::Object(item) = value else {
+        return Err(invalid("each item must be a JSON object"));
+    };
+    let netflix_charge_id =
+        mandatory_text(item, "netflix_charge_identifier", MAX_NETFLIX_ID_CHARS)?;
+    let customer = match text_field(
+        item,
+        "billing_system_customer_identifier",
+        CustomerId::MAX_CHARS,
+    )? {
+        None => None,
+        Some(c) => Some(
+            CustomerId::parse(c)
+                .map_err(|e| invalid(format!("billing_system_customer_identifier {e}")))?,
+        ),
+    };
+    let netflix_customer = text_field(item, "netflix_customer_identifier", MAX_NETFLIX_ID_CHARS)?;
+    if customer.is_none() && netflix_customer.is_none() {
+        return Err(invalid(
+            "billing_system_customer_identifier or netflix_customer_identifier is mandatory",
+        ));
+    }
+    let currency_text = mandatory_text(item, "currency", 3)?;
+    let currency = Currency::parse(&currency_text).map_err(|_| {
+        invalid(format!(
+            "currency '{}' is not an ISO-4217 code in upper case",
+            shown(&currency_text)
+        ))
+    })?;
+    let amount_value =
+        amount(item, "amount", currency)?.ok_or_else(|| invalid("amount is mandatory"))?;
+    let given_local = amount(item, "local_currency_amount", local)?;
+    let local_amount = match given_local {
+        Some(m) if currency == local && m != amount_value => {
+            return Err(invalid(format!(
+                "local_currency_amount must equal amount when currency is the operator's \
+                 local currency ({local})"
+            )));
+        }
+        Some(m) => m,
+        None if currency == local => amount_value,
+        None => {
+            return Err(invalid(format!(
+                "local_currency_amount is mandatory when currency ({currency}) is not the \
+                 operator's local currency ({local})"
+            )));
+        }
+    };
+    let paid = mandatory_text(item, "paid_through_date", 10)?;
+    let paid_through_date = Date::parse(&paid)
+        .map_err(|_| invalid("paid_through_date must be a date written YYYY-MM-DD"))?;
+    let received_on = timestamp_field(item, "received_on")?;
+    Ok(IntakeItem {
+        netflix_charge_id,
+        customer,
+        netflix_customer,
+        amount: amount_value,
+        local_amount,
+        local_amount_given: given_local.is_some(),
+        paid_through_date,
+        received_on,
+    })
+}
+
+/// A failed item of a connector batch: its identifiers as given, the code, a sentence.
+#[derive(Debug, Serialize)]
+pub struct FailedItem {
+    #[serde(flatten)]
+    identifiers: Map<String, Value>,
+    error_code: &'static str,
+    error_description: String,
+}
+
+fn failed(identifiers: &[(&str, Option<String>)], failure: &ItemFailure) -> FailedItem {
+    FailedItem {
+        identifiers: identifiers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    v.clone().map_or(Value::Null, Value::String),
+                )
+            })
+            .collect(),
+        error_code: failure.code.as_str(),
+        error_description: failure.description.clone(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoredCharge {
+    netflix_charge_identifier: String,
+    number: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IntakeData {
+    charges_set: Vec<StoredCharge>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failed_charges_set: Vec<FailedItem>,
+}
+
+/// Feed charges Netflix raised into chargegate.
+///
+/// Up to 500 charges; each is stored `PENDING` with a new number, linked to its customer's
+/// live subscription. Idempotent by `netflix_charge_identifier`: the same data again
+/// answers the stored number and changes nothing; different data fails `CONFLICT`. All
+/// stored items of one call are one transaction.
+#[utoipa::path(
+    post,
+    path = "/charges",
+    context_path = CONNECTOR,
+    tag = "connector",
+    operation_id = "connector_intake",
+    params(openapi::RequestIdHeader),
+    request_body = doc::IntakeRequest,
+    responses(
+        (status = 200, description = "Stored (or already stored) charges, and the failed items.",
+            body = Envelope<doc::IntakeData>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        doc::BatchErrors,
+    ),
+    security(("connector" = [])),
+)]
+pub async fn intake(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<IntakeData>, ApiError> {
+    let caller = connector(&state, &headers).await?;
+    let items = batch_items(&body, "charges_set")?;
+    let inputs: Vec<IntakeInput> = items
+        .iter()
+        .map(|v| IntakeInput {
+            netflix_charge_id: given(v, "netflix_charge_identifier"),
+            parsed: intake_item(v, caller.local_currency),
+        })
+        .collect();
+    let outcomes = state
+        .store
+        .intake(&IntakeRequest {
+            actor: actor(&state, &caller, request_id),
+            items: inputs,
+        })
+        .await?;
+    let mut data = IntakeData {
+        charges_set: Vec::new(),
+        failed_charges_set: Vec::new(),
+    };
+    for outcome in outcomes {
+        match outcome {
+            IntakeOutcome::Stored {
+                netflix_charge_id,
+                number,
+            } => data.charges_set.push(StoredCharge {
+                netflix_charge_identifier: netflix_charge_id,
+                number: number.as_str().to_owned(),
+            }),
+            IntakeOutcome::Failed {
+                netflix_charge_id,
+                failure,
+            } => data.failed_charges_set.push(failed(
+                &[("netflix_charge_identifier", netflix_charge_id)],
+                &failure,
+            )),
+        }
+    }
+    Ok(Envelope::ok(data))
+}
+
+fn verdict_item(value: &Value) -> Result<VerdictItem, ItemFailure> {
+    let Value::Object(item) = value else {
+        return Err(invalid("each item must be a JSON object"));
+    };
+    let netflix_charge_id = text_field(item, "netflix_charge_identifier", MAX_NETFLIX_ID_CHARS)?;
+    let number = match text_field(item, "number", ChargeNumber::MAX_CHARS)? {
+        None => None,
+        Some(n) => Some(ChargeNumber::parse(n).map_err(|e| invalid(format!("number {e}")))?),
+    };
+    if netflix_charge_id.is_none() && number.is_none() {
+        return Err(invalid("netflix_charge_identifier or number is mandatory"));
+    }
+    let status = match item.get("charge_status") {
+        Some(Value::String(s)) if s == "BAD_REQUEST" => ChargeStatus::BadRequest,
+        Some(Value::String(s)) if s == "REJECTED" => ChargeStatus::Rejected,
+        _ => return Err(invalid("charge_status must be BAD_REQUEST or REJECTED")),
+    };
+    let reason = match item.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s))
+            if !s.is_empty() && s.chars().count() <= MAX_REASON_CHARS && !s.contains('\0') =>
+        {
+            Some(s.clone())
+        }
+        Some(_) => {
+            return Err(invalid(format!(
+                "reason must be a string of 1 to {MAX_REASON_CHARS} characters without NUL"
+            )));
+        }
+    };
+    Ok(VerdictItem {
+        netflix_charge_id,
+        number,
+        status,
+        reason,
+    })
+}
+
+/// `{}` when every item succeeded, else the failed items.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BatchData {
+    Done(Empty),
+    Failed {
+        #[serde(rename = "failed_charges_set")]
+        charges: Vec<FailedItem>,
+    },
+    FailedPromotions {
+        #[serde(rename = "failed_promotions_set")]
+        promotions: Vec<FailedItem>,
+    },
+}
+
+/// Record Netflix's own verdicts on charges.
+///
+/// `BAD_REQUEST` or `REJECTED` on a `PENDING` charge (named by `netflix_charge_identifier`
+/// and/or `number`): the charge moves there, stamped, its subscription is cancelled and a
+/// history row keeps the reason. The same status again succeeds and changes nothing.
+#[utoipa::path(
+    post,
+    path = "/charges/status",
+    context_path = CONNECTOR,
+    tag = "connector",
+    operation_id = "connector_verdicts",
+    params(openapi::RequestIdHeader),
+    request_body = doc::VerdictRequest,
+    responses(
+        (status = 200, description = "Applied; the failed items listed.", body = Envelope<doc::FailedCharges>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        doc::BatchErrors,
+    ),
+    security(("connector" = [])),
+)]
+pub async fn verdicts(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<BatchData>, ApiError> {
+    let caller = connector(&state, &headers).await?;
+    let items = batch_items(&body, "charges_set")?;
+    let inputs: Vec<VerdictInput> = items
+        .iter()
+        .map(|v| VerdictInput {
+            netflix_charge_id: given(v, "netflix_charge_identifier"),
+            number: given(v, "number"),
+            parsed: verdict_item(v),
+        })
+        .collect();
+    let outcomes = state
+        .store
+        .record_verdicts(&VerdictRequest {
+            actor: actor(&state, &caller, request_id),
+            items: inputs.clone(),
+        })
+        .await?;
+    let failures: Vec<FailedItem> = inputs
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(input, outcome)| match outcome {
+            VerdictOutcome::Failed(f) => Some(failed(
+                &[
+                    ("netflix_charge_identifier", input.netflix_charge_id.clone()),
+                    ("number", input.number.clone()),
+                ],
+                f,
+            )),
+            _ => None,
+        })
+        .collect();
+    Ok(Envelope::ok(if failures.is_empty() {
+        BatchData::Done(Empty {})
+    } else {
+        BatchData::Failed { charges: failures }
+    }))
+}
+
+/// An event as the connector receives it.
+pub fn event_json(event: &OutboxEvent) -> Value {
+    let stamp = |t: Option<Timestamp>| t.map(|t| t.to_string());
+    let mut object = json!({
+        "id": event.id.to_string(),
+        "type": event.kind.as_str(),
+        "operator": event.operator.as_str(),
+        "occurred_on": event.occurred_on.to_string(),
+    });
+    let Some(map) = object.as_object_mut() else {
+        return object;
+    };
+    match &event.subject {
+        EventSubject::Charge {
+            charge: c,
+            netflix_charge_id,
+        } => {
+            let amount = |m: Money| serde_json::to_value(JsonAmount(m)).unwrap_or(Value::Null);
+            map.insert(
+                "charge".into(),
+                json!({
+                    "number": c.number.as_str(),
+                    "billing_system_customer_identifier": c.customer.as_str(),
+                    "amount": amount(c.amount),
+                    "currency": c.amount.currency().code(),
+                    "local_currency_amount": amount(c.local_amount),
+                    "local_currency": c.local_amount.currency().code(),
+                    "paid_through_date": c.paid_through_date.to_string(),
+                    "charge_status": c.status.as_str(),
+                    "received_on": c.received_on.to_string(),
+                    "set_as_approved_on": stamp(c.set_as_approved_on),
+                    "set_as_declined_on": stamp(c.set_as_declined_on),
+                    "set_as_bad_request_on": stamp(c.set_as_bad_request_on),
+                    "set_as_rejected_request_on": stamp(c.set_as_rejected_on),
+                    "netflix_charge_identifier": netflix_charge_id,
+                }),
+            );
+            map.insert(
+                "reference_number".into(),
+                event
+                    .reference_number
+                    .clone()
+                    .map_or(Value::Null, Value::String),
+            );
+        }
+        EventSubject::Subscription(s) => {
+            let mut subscription = json!({
+                "subscription_number": s.number,
+                "billing_system_customer_identifier": s.customer.as_str(),
+                "netflix_customer_identifier": s.netflix_customer,
+                "life_cycle_state": s.state.as_str(),
+                "netflix_sate": s.netflix_state.as_str(),
+                "created_on": s.created_on.to_string(),
+                "cancelled_on": stamp(s.cancelled_on),
+            });
+            if let (Some((details, channel)), Some(sub)) =
+                (&s.customer_details, subscription.as_object_mut())
+            {
+                let object = |text: &Option<String>| {
+                    text.as_deref()
+                        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                        .unwrap_or(Value::Null)
+                };
+                sub.insert(
+                    "customer".into(),
+                    json!({
+                        "customer_first_name": details.first_name,
+                        "customer_last_name": details.last_name,
+                        "customer_address": object(&details.address),
+                        "customer_email": object(&details.email),
+                        "customer_phone": object(&details.phone),
+                    }),
+                );
+                sub.insert(
+                    "channel".into(),
+                    channel.clone().map_or(Value::Null, Value::String),
+                );
+            }
+            map.insert("subscription".into(), subscription);
+        }
+    }
+    object
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventsData {
+    events_set: Vec<Value>,
+}
+
+/// What Netflix must be told: the oldest undelivered events of the key's operator.
+///
+/// Oldest first; for any one charge or subscription a later change always comes after an
+/// earlier one. An event comes back until it is acknowledged (`outbox/ack`), so a
+/// connector that crashes between reading and acknowledging sees it again; its `id` lets
+/// the connector tell a repeat.
+#[utoipa::path(
+    get,
+    path = "/outbox",
+    context_path = CONNECTOR,
+    tag = "connector",
+    operation_id = "connector_outbox",
+    params(openapi::RequestIdHeader, doc::OutboxQuery),
+    responses(
+        (status = 200, description = "The oldest undelivered events.", body = Envelope<doc::EventsData>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        doc::ReadErrors,
+    ),
+    security(("connector" = [])),
+)]
+pub async fn outbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Envelope<EventsData>, ApiError> {
+    let caller = connector(&state, &headers).await?;
+    let Query(query) =
+        query.map_err(|_| ApiError::invalid_parameter("", "the query string could not be read"))?;
+    if let Some(name) = repeated_parameter(&query) {
+        return Err(ApiError::invalid_parameter(
+            name,
+            format!("{name} is given more than once"),
+        ));
+    }
+    let limit = match query.iter().find(|(k, _)| k == "limit") {
+        None => DEFAULT_EVENTS,
+        Some((_, v)) => plain_integer(v)
+            .filter(|n| (1..=u64::from(MAX_EVENTS)).contains(n))
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "limit",
+                    format!("limit must be an integer from 1 to {MAX_EVENTS}"),
+                )
+            })?,
+    };
+    let events = state.store.outbox(Some(caller.operator_id), limit).await?;
+    Ok(Envelope::ok(EventsData {
+        events_set: events.iter().map(event_json).collect(),
+    }))
+}
+
+/// Mark events delivered.
+///
+/// 1 to 500 ids. Unknown, another operator's or already delivered ids are ignored, so a
+/// retried acknowledgement is harmless. Delivered events stay stored for audit and never
+/// come back from `GET outbox`.
+#[utoipa::path(
+    post,
+    path = "/outbox/ack",
+    context_path = CONNECTOR,
+    tag = "connector",
+    operation_id = "connector_outbox_ack",
+    params(openapi::RequestIdHeader),
+    request_body = doc::AckRequest,
+    responses(
+        (status = 200, description = "Marked delivered.", body = Envelope<Empty>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        doc::BatchErrors,
+    ),
+    security(("connector" = [])),
+)]
+pub async fn ack(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<Empty>, ApiError> {
+    let caller = connector(&state, &headers).await?;
+    let items = batch_items(&body, "ids")?;
+    let mut ids = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(text) = item else {
+            return Err(ApiError::invalid_parameter(
+                format!("ids[{i}]"),
+                "each id must be a string",
+            ));
+        };
+        // An id that cannot be ours is unknown, and unknown ids are ignored.
+        if let Some(id) = plain_integer(text).and_then(|n| i64::try_from(n).ok()) {
+            ids.push(id);
+        }
+    }
+    if !ids.is_empty() {
+        state
+            .store
+            .ack_outbox(Some(caller.operator_id), &ids, state.clock.now())
+            .await?;
+    }
+    Ok(Envelope::ok(Empty {}))
+}
+
+/// Link a Netflix account (PAI) to the subscription its netflix token was issued for.
+///
+/// A live, unexpired, latest netflix token of this operator links the PAI, sets
+/// `netflix_sate` `EFFECTIVE` and is spent. Any other token is `400 INVALID_PARAMETER`
+/// (`netflix_token`); a PAI linked to another live subscription is `409 CONFLICT`.
+#[utoipa::path(
+    post,
+    path = "/subscriptions/activate",
+    context_path = CONNECTOR,
+    tag = "connector",
+    operation_id = "connector_activate",
+    params(openapi::RequestIdHeader),
+    request_body = doc::ActivateRequest,
+    responses(
+        (status = 200, description = "Linked.", body = Envelope<Empty>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        doc::ActivateErrors,
+    ),
+    security(("connector" = [])),
+)]
+pub async fn activate(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<Empty>, ApiError> {
+    let caller = connector(&state, &headers).await?;
+    let bad_token = || {
+        ApiError::invalid_parameter(
+            "netflix_token",
+            "netflix_token is not a live, unexpired netflix token of this operator",
+        )
+    };
+    let token = match body.get("netflix_token") {
+        Some(Value::String(s)) => Token::parse(s).ok_or_else(bad_token)?,
+        _ => {
+            return Err(ApiError::invalid_parameter(
+                "netflix_token",
+                "netflix_token is mandatory and must be a string",
+            ));
+        }
+    };
+    let pai = pai_field(&body)?;
+    let outcome = state
+        .store
+        .activate(&Activation {
+            actor: actor(&state, &caller, request_id),
+            token: token.hash(),
+            netflix_customer: pai,
+        })
+        .await?;
+    match outcome {
+        ActivationOutcome::Linked => Ok(Envelope::ok(Empty {})),
+        ActivationOutcome::BadToken => Err(bad_token()),
+        ActivationOutcome::PaiTaken => Err(ApiError::new(
+            Code::Conflict,
+            "this netflix customer is already linked to another live subscription",
+        )
+        .with_description("netflix_customer_identifier")),
+    }
+}
+
+fn pai_field(body: &Map<String, Value>) -> Result<String, ApiError> {
+    let field = "netflix_customer_identifier";
+    mandatory_text(body, field, MAX_NETFLIX_ID_CHARS)
+        .map_err(|f| ApiError::invalid_parameter(field, f.description))
+}
+
+/// Record what Netflix reports of a linked account (e.g. a billing hold).
+///
+/// Sets `netflix_sate` of the live subscription linked to the PAI. No such subscription:
+/// `404 SUBSCRIPTION_NOT_FOUND`.
+#[utoipa::path(
+    post,
+    path = "/subscriptions/state",
+    context_path = CONNECTOR,
+    tag = "connector",
+    operation_id = "connector_state",
+    params(openapi::RequestIdHeader),
+    request_body = doc::StateRequest,
+    responses(
+        (status = 200, description = "Recorded.", body = Envelope<Empty>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        doc::StateErrors,
+    ),
+    security(("connector" = [])),
+)]
+pub async fn state(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<Empty>, ApiError> {
+    let caller = connector(&state, &headers).await?;
+    let pai = pai_field(&body)?;
+    let netflix_state = match body.get("netflix_sate") {
+        Some(Value::String(s)) => NetflixState::parse(s),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ApiError::invalid_parameter(
+            "netflix_sate",
+            "netflix_sate must be EFFECTIVE or NOT_EFFECTIVE",
+        )
+    })?;
+    let found = state
+        .store
+        .report_netflix_state(&NetflixStateReport {
+            actor: actor(&state, &caller, request_id),
+            netflix_customer: pai,
+            state: netflix_state,
+        })
+        .await?;
+    if !found {
+        return Err(ApiError::new(
+            Code::SubscriptionNotFound,
+            "no live subscription of this operator is linked to this netflix customer",
+        )
+        .with_description("netflix_customer_identifier"));
+    }
+    Ok(Envelope::ok(Empty {}))
+}
+
+fn promotion_item(value: &Value) -> Result<Promotion, ItemFailure> {
+    let Value::Object(item) = value else {
+        return Err(invalid("each item must be a JSON object"));
+    };
+    let code = mandatory_text(item, "code", PromotionCode::MAX_CHARS)?;
+    let code = PromotionCode::parse(code).map_err(|e| invalid(format!("code {e}")))?;
+    let name = mandatory_text(item, "name", MAX_PROMOTION_TEXT)?;
+    let description = text_field(item, "description", MAX_PROMOTION_TEXT)?;
+    let effective_from = timestamp_field(item, "effective_from")?
+        .ok_or_else(|| invalid("effective_from is mandatory"))?;
+    let expires_on = timestamp_field(item, "expires_on")?;
+    if expires_on.is_some_and(|e| e <= effective_from) {
+        return Err(invalid("expires_on must be after effective_from"));
+    }
+    Ok(Promotion {
+        code,
+        name,
+        description,
+        effective_from,
+        expires_on,
+    })
+}
+
+/// Create or update the operator's promotions by `code`.
+#[utoipa::path(
+    post,
+    path = "/promotions",
+    context_path = CONNECTOR,
+    tag = "connector",
+    operation_id = "connector_promotions",
+    params(openapi::RequestIdHeader),
+    request_body = doc::PromotionsRequest,
+    responses(
+        (status = 200, description = "Written; the failed items listed.", body = Envelope<doc::FailedPromotions>,
+            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        doc::BatchErrors,
+    ),
+    security(("connector" = [])),
+)]
+pub async fn promotions(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Envelope<BatchData>, ApiError> {
+    let caller = connector(&state, &headers).await?;
+    let items = batch_items(&body, "promotions_set")?;
+    let inputs: Vec<PromotionInput> = items
+        .iter()
+        .map(|v| PromotionInput {
+            code: given(v, "code"),
+            parsed: promotion_item(v),
+        })
+        .collect();
+    let outcomes = state
+        .store
+        .upsert_promotions(&PromotionUpsert {
+            actor: actor(&state, &caller, request_id),
+            items: inputs.clone(),
+        })
+        .await?;
+    let failures: Vec<FailedItem> = inputs
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(input, outcome)| {
+            outcome
+                .as_ref()
+                .map(|f| failed(&[("code", input.code.clone())], f))
+        })
+        .collect();
+    Ok(Envelope::ok(if failures.is_empty() {
+        BatchData::Done(Empty {})
+    } else {
+        BatchData::FailedPromotions {
+            promotions: failures,
+        }
+    }))
+}
+
+/// Every event type, for documentation.
+pub fn event_types() -> impl Iterator<Item = &'static str> {
+    EventType::ALL.iter().map(EventType::as_str)
+}
