@@ -87,6 +87,14 @@ enum Command {
         /// Do not serve the operator console at /console/. [env: CHARGEGATE_CONSOLE=false]
         #[arg(long)]
         no_console: bool,
+        /// Push outbox events to this http:// URL, signed with
+        /// CHARGEGATE_OUTBOX_WEBHOOK_SECRET. [env: CHARGEGATE_OUTBOX_WEBHOOK]
+        #[arg(long, value_name = "URL")]
+        outbox_webhook: Option<String>,
+        /// With --demo: run a simulated Netflix side in this process, which raises
+        /// charges, activates subscriptions and reads the outbox through the connector API.
+        #[arg(long)]
+        simulate_netflix: bool,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -434,6 +442,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown_timeout,
             rate_limit,
             no_console,
+            outbox_webhook,
             ..
         } => FlagOverrides {
             header_timeout: *header_timeout,
@@ -442,6 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown_timeout: *shutdown_timeout,
             rate_limit: *rate_limit,
             console: no_console.then_some(false),
+            outbox_webhook: outbox_webhook.clone(),
             ..flags
         },
         _ => flags,
@@ -459,7 +469,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Serve { demo, .. } => serve(settings, demo).await,
+        Command::Serve {
+            demo,
+            simulate_netflix,
+            ..
+        } => {
+            if simulate_netflix && !demo {
+                bail!("--simulate-netflix needs --demo: it acts for the demo operator");
+            }
+            serve(settings, demo, simulate_netflix).await
+        }
         Command::Migrate => {
             open_store(&settings).await?.close().await;
             println!(
@@ -596,7 +615,7 @@ pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<A
     })
 }
 
-async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
+async fn serve(settings: Settings, with_demo: bool, simulate: bool) -> anyhow::Result<()> {
     // First, which build on which database: a relative path names a different file in
     // every directory.
     tracing::info!(
@@ -689,7 +708,44 @@ async fn serve(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Background work: the outbox's backlog for the metrics, the webhook push, and the
+    // simulated Netflix side; all stop before the database closes.
+    let (stop_background, background_stop) = tokio::sync::watch::channel(false);
+    let mut background = vec![tokio::spawn(crate::outbox_push::measure(
+        state.store.clone(),
+        state.clock.clone(),
+        state.metrics.clone(),
+        background_stop.clone(),
+    ))];
+    if !settings.outbox_webhook.is_empty() {
+        let webhook = crate::outbox_push::Webhook::parse(
+            &settings.outbox_webhook,
+            settings.outbox_webhook_secret.clone(),
+        )
+        .map_err(|e| anyhow!(e))?;
+        background.push(tokio::spawn(crate::outbox_push::run(
+            state.store.clone(),
+            state.clock.clone(),
+            state.metrics.clone(),
+            webhook,
+            background_stop.clone(),
+        )));
+    }
+    if simulate {
+        let key = demo::connector_key(store.as_ref())
+            .await
+            .context("cannot create the simulated Netflix side's connector key")?;
+        background.push(tokio::spawn(crate::simulator::run(
+            format!("http://{address}"),
+            key,
+            background_stop.clone(),
+        )));
+    }
     let served = app::serve(listener, state, shutdown).await;
+    let _ = stop_background.send(true);
+    for task in background {
+        let _ = task.await;
+    }
     // Requests are done: let the database finish its work and fold its log.
     store.close().await;
     let _ = stop_metrics.send(());

@@ -85,6 +85,10 @@ pub struct Settings {
     /// IP addresses of reverse proxies whose `X-Forwarded-Proto` is believed,
     /// comma-separated; empty = none.
     pub trusted_proxies: String,
+    /// `http://HOST[:PORT]/PATH` to push outbox events to; empty = no push.
+    pub outbox_webhook: String,
+    /// The HMAC-SHA256 key of the webhook's signatures. Never logged.
+    pub outbox_webhook_secret: String,
 }
 
 /// When the console's cookies are marked `Secure`.
@@ -170,6 +174,8 @@ impl Default for Settings {
             console_session_ttl: 8 * 3600,
             console_idle_timeout: 30 * 60,
             trusted_proxies: String::new(),
+            outbox_webhook: String::new(),
+            outbox_webhook_secret: String::new(),
         }
     }
 }
@@ -205,6 +211,15 @@ impl fmt::Debug for Settings {
             .field("console_session_ttl", &self.console_session_ttl)
             .field("console_idle_timeout", &self.console_idle_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("outbox_webhook", &self.outbox_webhook)
+            .field(
+                "outbox_webhook_secret",
+                &if self.outbox_webhook_secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .finish()
     }
 }
@@ -232,6 +247,8 @@ pub struct FlagOverrides {
     pub rate_limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_webhook: Option<String>,
 }
 
 /// Environment variables with the prefix that are not settings.
@@ -340,6 +357,12 @@ impl Settings {
             }
         }
         self.trusted_proxy_addresses()?;
+        if !self.outbox_webhook.is_empty() {
+            crate::outbox_push::Webhook::parse(
+                &self.outbox_webhook,
+                self.outbox_webhook_secret.clone(),
+            )?;
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| format!("log filter '{}' is not valid: {e}", self.log))?;
         Ok(())
@@ -699,6 +722,14 @@ console_idle_timeout = {console_idle_timeout}
 # IP addresses of reverse proxies in front of chargegate whose X-Forwarded-Proto is
 # believed, separated by commas, e.g. "10.0.0.5, ::1". Env: CHARGEGATE_TRUSTED_PROXIES.
 trusted_proxies = "{trusted_proxies}"
+
+# Push the outbox (what Netflix must be told) to this URL, http://HOST[:PORT]/PATH, as
+# signed batches; empty = no push (connectors read GET outbox). Needs a secret, the
+# HMAC-SHA256 key of X-Chargegate-Signature; prefer the environment for it.
+# Flag: serve --outbox-webhook. Env: CHARGEGATE_OUTBOX_WEBHOOK,
+# CHARGEGATE_OUTBOX_WEBHOOK_SECRET.
+outbox_webhook = ""
+outbox_webhook_secret = ""
 "#,
         database_url = d.database_url,
         listen = d.listen,

@@ -197,3 +197,47 @@ pub async fn prepare(store: &dyn Database, empty: bool) -> Result<(), DemoError>
         )),
     }
 }
+
+/// The name of the connector key the simulated Netflix side uses.
+pub const SIMULATOR_KEY_NAME: &str = "simulated Netflix side (serve --simulate-netflix)";
+
+/// A fresh connector key of the demo operator for the simulated Netflix side. Each start
+/// makes its own and revokes the earlier ones, so no unused key stays live.
+pub async fn connector_key(store: &dyn Database) -> Result<String, DemoError> {
+    use chargegate_core::apikey::{ApiKey, KEY_BYTES};
+    use chargegate_core::connector::{CONNECTOR_KEY_MARK, NewConnectorKey};
+    let code = OperatorCode::parse(OPERATOR).map_err(data)?;
+    let operator = store
+        .operator_by_code(&code)
+        .await?
+        .filter(is_demo)
+        .ok_or_else(|| DemoError::NotOurs(format!("no demo operator '{OPERATOR}'")))?;
+    let keys = store.connector_keys(Some(operator.id)).await?;
+    for old in keys
+        .iter()
+        .filter(|k| k.revoked_at.is_none() && k.name.as_deref() == Some(SIMULATOR_KEY_NAME))
+    {
+        store
+            .revoke_connector_key(&old.prefix, Timestamp::now())
+            .await?;
+    }
+    let taken: std::collections::HashSet<&str> = keys.iter().map(|k| k.prefix.as_str()).collect();
+    let key = loop {
+        let mut bytes = [0u8; KEY_BYTES];
+        getrandom::fill(&mut bytes).map_err(data)?;
+        let key = ApiKey::marked(CONNECTOR_KEY_MARK, bytes);
+        if !taken.contains(key.prefix().as_str()) {
+            break key;
+        }
+    };
+    store
+        .create_connector_key(&NewConnectorKey {
+            operator_id: operator.id,
+            prefix: key.prefix(),
+            hash: key.hash(),
+            name: Some(SIMULATOR_KEY_NAME.into()),
+            created_at: Timestamp::now(),
+        })
+        .await?;
+    Ok(key.expose().to_owned())
+}

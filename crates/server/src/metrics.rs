@@ -69,6 +69,10 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_refused: Counter,
     rate_limited: Counter,
+    outbox_waiting: Gauge,
+    outbox_oldest_age: Gauge,
+    outbox_deliveries: Counter,
+    outbox_delivery_failures: Counter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -104,6 +108,10 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
             rate_limited: Counter::default(),
+            outbox_waiting: Gauge::default(),
+            outbox_oldest_age: Gauge::default(),
+            outbox_deliveries: Counter::default(),
+            outbox_delivery_failures: Counter::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -182,6 +190,27 @@ impl Metrics {
             "rate_limited",
             "Requests refused by the per-operator rate limit (TOO_MANY_REQUESTS)",
             metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "outbox_waiting_events",
+            "Outbox events not yet delivered (all operators), as last measured",
+            metrics.outbox_waiting.clone(),
+        );
+        registry.register_with_unit(
+            "outbox_oldest_waiting_age",
+            "Age of the oldest undelivered outbox event, as last measured (0: none waits)",
+            Unit::Seconds,
+            metrics.outbox_oldest_age.clone(),
+        );
+        registry.register(
+            "outbox_webhook_deliveries",
+            "Outbox events this server delivered to the webhook (answered 2xx)",
+            metrics.outbox_deliveries.clone(),
+        );
+        registry.register(
+            "outbox_webhook_failures",
+            "Webhook calls of this server that failed (no answer, or not 2xx)",
+            metrics.outbox_delivery_failures.clone(),
         );
         // Every method and outcome from zero, so rates and alerts see the series before
         // the first occurrence.
@@ -270,6 +299,22 @@ impl Metrics {
                 operation: method.as_str(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// The outbox's backlog as just measured.
+    pub fn outbox_backlog(&self, waiting: u64, oldest_age_seconds: i64) {
+        self.outbox_waiting
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.outbox_oldest_age.set(oldest_age_seconds.max(0));
+    }
+
+    /// Events the webhook accepted.
+    pub fn outbox_delivered(&self, events: u64) {
+        self.outbox_deliveries.inc_by(events);
+    }
+
+    pub fn outbox_delivery_failed(&self) {
+        self.outbox_delivery_failures.inc();
     }
 
     pub fn login_failed(&self) {
