@@ -693,4 +693,77 @@ on_every_backend! {
         }
         assert_eq!(delivered, expected);
     }
+
+    async fn the_events_of_one_subscription_arrive_in_the_order_of_its_changes(backend) {
+        let srv = Arc::new(TestServer::start(backend).await);
+        let key = connector_key(&srv, OPERATOR).await;
+        let token = srv.login().await;
+        for c in 0..6 {
+            create_subscription(&srv, &token, &format!("s{c}")).await;
+        }
+        // Four clients flip the same six subscriptions back and forth, racing, while a
+        // connector reads and acknowledges.
+        let mut flippers = Vec::new();
+        for client in 0..4 {
+            let (srv, token) = (srv.clone(), token.clone());
+            flippers.push(tokio::spawn(async move {
+                for round in 0..30 {
+                    let customer = format!("s{}", (client + round) % 6);
+                    let verb = if (client + round) % 2 == 0 { "suspend" } else { "unsuspend" };
+                    let r = srv
+                        .post(&format!("{V2}/netflix/subscriptions/{verb}"),
+                              &json!({"token": token, "billing_system_customer_identifier": customer}))
+                        .await;
+                    assert_eq!(r.code(), "OK", "{}", r.text);
+                }
+            }));
+        }
+        let consumer = {
+            let (srv, key) = (srv.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut seen: Vec<Value> = Vec::new();
+                let mut idle = 0;
+                while idle < 20 {
+                    let page = events(&srv, &key).await;
+                    if page.is_empty() {
+                        idle += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    idle = 0;
+                    ack(&srv, &key, &page).await.assert_all_ok();
+                    seen.extend(page);
+                }
+                seen
+            })
+        };
+        for f in flippers {
+            f.await.unwrap();
+        }
+        let seen = consumer.await.unwrap();
+        let mut by_subscription: HashMap<String, Vec<(&str, &str)>> = HashMap::new();
+        for e in &seen {
+            let s = &e["subscription"];
+            by_subscription
+                .entry(s["billing_system_customer_identifier"].as_str().unwrap().to_owned())
+                .or_default()
+                .push((e["type"].as_str().unwrap(), s["life_cycle_state"].as_str().unwrap()));
+        }
+        assert_eq!(by_subscription.len(), 6);
+        for (customer, history) in by_subscription {
+            // Created first; then each change flips the state the previous one left.
+            assert_eq!(history[0], ("subscription.created", "EFFECTIVE"), "{customer}");
+            for pair in history.windows(2) {
+                let expected = match pair[0].1 {
+                    "EFFECTIVE" => ("subscription.suspended", "NOT_EFFECTIVE"),
+                    _ => ("subscription.unsuspended", "EFFECTIVE"),
+                };
+                assert_eq!(pair[1], expected, "{customer}: {history:?}");
+            }
+            let shown = srv
+                .get(&format!("{V2}/netflix/subscriptions/show?token={token}&billing_system_customer_identifier={customer}"))
+                .await;
+            assert_eq!(shown.body["data"][0]["life_cycle_state"], history.last().unwrap().1);
+        }
+    }
 }
