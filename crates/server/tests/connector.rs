@@ -766,4 +766,24 @@ on_every_backend! {
             assert_eq!(shown.body["data"][0]["life_cycle_state"], history.last().unwrap().1);
         }
     }
+
+    async fn an_expired_netflix_token_links_nothing(backend) {
+        let srv = TestServer::start(backend).await;
+        let key = connector_key(&srv, OPERATOR).await;
+        let token = srv.login().await;
+        let created = create_subscription(&srv, &token, "c1").await;
+        let before = footprint(&srv).await;
+        srv.clock.advance(3601);
+        let r = activate(&srv, &key, created["netflix_token"].as_str().unwrap(), "PAI-1").await;
+        r.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(r.body["status"]["description"], "netflix_token");
+        for body in [json!({"netflix_customer_identifier": "PAI-1"}),
+                     json!({"netflix_token": "not-a-token", "netflix_customer_identifier": "PAI-1"}),
+                     json!({"netflix_token": created["netflix_token"]})] {
+            cpost(&srv, &key, "/subscriptions/activate", &body).await.assert_error(400, "INVALID_PARAMETER");
+        }
+        assert_eq!(footprint(&srv).await, before);
+        let shown = srv.get(&format!("{V2}/netflix/subscriptions/show?token={}&billing_system_customer_identifier=c1", srv.login().await)).await;
+        assert_eq!(shown.body["data"][0]["netflix_customer_identifier"], Value::Null);
+    }
 }
