@@ -366,3 +366,69 @@ async fn simulate_netflix_without_the_demo_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--demo"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_show_how_many_events_wait_and_for_how_long() {
+    let db = database(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("c.csv");
+    std::fs::write(
+        &csv,
+        "operator,number,billing_system_customer_identifier,amount,currency,paid_through_date\n\
+         pci,I1,c1,9.99,EUR,2026-12-31\npci,I2,c2,9.99,EUR,2026-12-31\n",
+    )
+    .unwrap();
+    assert!(
+        run(
+            chargegate(&db.url, &["charges", "import", csv.to_str().unwrap()]),
+            ""
+        )
+        .status
+        .success()
+    );
+    let mut server = Server::start(
+        chargegate(&db.url, &[]),
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let metrics = format!("{}/metrics", server.metrics_base());
+    let client = reqwest::Client::new();
+    let token = process::billing_token(&client, &server.base, "pw-123").await;
+    let r = process::post(
+        &client,
+        &server.url(&format!("{V2}/netflix/charges/accept")),
+        &json!({"token": token, "accepted_charges_set": [item("I1", "c1"), item("I2", "c2")]}),
+    )
+    .await;
+    assert_eq!(r.code(), "OK");
+    // Measured every 5 seconds.
+    let mut text = String::new();
+    for _ in 0..80 {
+        text = client
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("chargegate_outbox_waiting_events 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.contains("chargegate_outbox_waiting_events 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chargegate_outbox_oldest_waiting_age_seconds "),
+        "{text}"
+    );
+    assert!(
+        text.contains("chargegate_outbox_webhook_deliveries_total 0"),
+        "{text}"
+    );
+    server.sigterm();
+    assert!(server.wait().success());
+}
