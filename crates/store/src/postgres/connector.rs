@@ -106,10 +106,15 @@ async fn try_intake(
         let pai: String = r.try_get(0)?;
         snapshot.linked.insert(pai, rows::customer(r.try_get(1)?)?);
     }
-    let max: Option<String> =
-        sqlx::query_scalar("SELECT max(number) FROM charges WHERE number ~ '^I[0-9]{8}$'")
-            .fetch_one(&mut *tx)
-            .await?;
+    // Backwards along the unique index from the top of the generated range to the first
+    // number of the generated shape: no scan of every charge on each call.
+    let max: Option<String> = sqlx::query_scalar(
+        "SELECT number FROM charges \
+         WHERE number BETWEEN 'I00000000' AND 'I99999999' AND number ~ '^I[0-9]{8}$' \
+         ORDER BY number DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     snapshot.max_generated = max
         .and_then(|n| ChargeNumber::parse(n).ok())
         .and_then(|n| n.generated_sequence());
