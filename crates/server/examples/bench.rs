@@ -11,7 +11,7 @@
 //! * **raw**: a minimal rusqlite program on the same SQLite build and schema, WAL,
 //!   `synchronous=FULL`, doing a decline's durable work per transaction (read the 50
 //!   charges and their references, one conditional UPDATE, 50 decision rows, 50 history
-//!   rows, COMMIT) as fast as one connection can; and **raw ×8**, the same with 8 batches
+//!   rows, 50 outbox events, COMMIT) as fast as one connection can; and **raw ×8**, the same with 8 batches
 //!   per transaction (what group commit allows);
 //! * **chargegate**: the real server binary (`target/release/chargegate serve`) over HTTP,
 //!   8 and 64 clients, each call declining 50 fresh PENDING charges with reference numbers;
@@ -361,12 +361,22 @@ fn raw(db: &Path, calls: usize, group: usize) -> Rate {
                      VALUES (?1, 'decline', 'PENDING', 'DECLINED', ?2, ?3, ?4, ?5)",
                 )
                 .unwrap();
+            // What Netflix must be told, in the same transaction, as chargegate does.
+            let mut event = conn
+                .prepare_cached(
+                    "INSERT INTO outbox (operator_id, type, occurred_at, charge_id, \
+                     reference_number) VALUES (?1, 'charge.declined', ?2, ?3, ?4)",
+                )
+                .unwrap();
             for (id, reference) in ids.iter().zip(&references) {
                 decision
                     .execute(rusqlite::params![id, op, reference, user, at, "raw"])
                     .unwrap();
                 history
                     .execute(rusqlite::params![id, at, user, "raw", reference])
+                    .unwrap();
+                event
+                    .execute(rusqlite::params![op, at, id, reference])
                     .unwrap();
             }
             batch += 1;

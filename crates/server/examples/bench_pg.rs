@@ -12,7 +12,7 @@
 //! * **raw**: `clients` tokio-postgres connections, each running a decline's transaction
 //!   as fast as it can: `BEGIN`; lock and read the 50 charges with their decisions and look
 //!   up the 50 reference numbers (one statement); one statement that updates the 50
-//!   charges and inserts 50 decision and 50 history rows; `COMMIT`. Prepared statements,
+//!   charges and inserts 50 decision, 50 history and 50 outbox rows; `COMMIT`. Prepared statements,
 //!   no TLS, nothing in between.
 //! * **chargegate**: the real server binary (`target/release/chargegate serve`) over HTTP
 //!   with `clients` clients, each call declining 50 fresh PENDING charges with reference
@@ -235,7 +235,8 @@ const RAW_READ: &str = "SELECT c.id, c.number, c.status, c.customer_id, d.method
         WHERE charge_id = c.id) d ON true \
      WHERE c.operator_id = $1 AND c.number = ANY($2::text[]) ORDER BY c.id FOR UPDATE OF c";
 
-/// The writes: the conditional update, the decision rows and the history rows.
+/// The writes: the conditional update, the decision rows, the history rows and the outbox
+/// events.
 const RAW_WRITE: &str = "WITH plan AS (SELECT * FROM unnest($1::bigint[], $2::text[]) \
         AS p(id, reference)), \
      changed AS (UPDATE charges c SET status = 'DECLINED', set_as_declined_on = $3 \
@@ -245,7 +246,9 @@ const RAW_WRITE: &str = "WITH plan AS (SELECT * FROM unnest($1::bigint[], $2::te
         FROM plan), \
      history AS (INSERT INTO charge_history (charge_id, event, from_status, to_status, at, \
         user_id, request_id, reference_number) \
-        SELECT id, 'decline', 'PENDING', 'DECLINED', $3, $5, $6, reference FROM plan) \
+        SELECT id, 'decline', 'PENDING', 'DECLINED', $3, $5, $6, reference FROM plan), \
+     events AS (INSERT INTO outbox (operator_id, type, occurred_at, charge_id, \
+        reference_number) SELECT $4, 'charge.declined', $3, id, reference FROM plan) \
      SELECT count(*) FROM changed";
 
 /// `calls` declines of 50 charges through `clients` connections.
