@@ -92,6 +92,8 @@ pub struct Overview {
     /// The last [`OVERVIEW_DAYS`] days, oldest first, today last; days without a
     /// decision are present with zeros.
     pub days: Vec<DayDecisions>,
+    /// The operator's outbox events not yet delivered to Netflix, and the oldest's time.
+    pub outbox: crate::connector::OutboxBacklog,
 }
 
 /// How many days the overview's chart covers.

@@ -399,6 +399,7 @@ on_every_backend! {
         let token = srv.login().await;
         let mut b = Browser::new(&srv);
         let overview = b.sign_in().await;
+        assert!(overview.text.contains(r#"Events waiting for Netflix</span><span class="figure">0</span><span class="caption">all delivered"#), "{}", overview.text);
         let csrf = overview.csrf();
         let r = b.post("/console/charges/I1/decide", &[("csrf", &csrf), ("decision", "decline"), ("reference_number", "R-1")]).await;
         assert_eq!((r.status, r.location()), (303, Some("/console/charges/I1?done=decline")), "{}", r.text);
@@ -449,6 +450,8 @@ on_every_backend! {
 
         let overview = b.get("/console/").await;
         assert!(overview.text.contains("1 approved, 1 declined"), "today's bar counts both");
+        // Each decision made one event for Netflix; the refused ones made none.
+        assert!(overview.text.contains(r#"Events waiting for Netflix</span><span class="figure">2</span><span class="caption">oldest "#), "{}", overview.text);
     }
 
     async fn disabling_the_user_ends_their_console_sessions_at_once(backend) {

@@ -291,6 +291,15 @@ pub(crate) fn overview(signed: &Signed, overview: &Overview, now: Timestamp) -> 
                     span.caption { "Decisions today (UTC)" }
                     span.figure { (today) }
                 }
+                div.tile {
+                    span.caption { "Events waiting for Netflix" }
+                    span.figure { (overview.outbox.waiting) }
+                    span.caption {
+                        @if let Some(oldest) = overview.outbox.oldest {
+                            "oldest " (age(now.unix() - oldest.unix()))
+                        } @else { "all delivered" }
+                    }
+                }
             }
             section.card {
                 h2 { "Decisions, last 30 days" }

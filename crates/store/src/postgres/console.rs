@@ -5,6 +5,7 @@ use chargegate_core::accounts::{AccountAdmin, UserSummary};
 use chargegate_core::apikey::ApiKeyInfo;
 use chargegate_core::charge::{Charge, StatusGroup};
 use chargegate_core::clock::Timestamp;
+use chargegate_core::connector::OutboxBacklog;
 use chargegate_core::console::{
     ChargeSearch, ConsoleStore, NewSession, OVERVIEW_DAYS, Overview, SessionRecord,
     SubscriptionEvent, SubscriptionHit, day_of, lay_out_days,
@@ -161,6 +162,14 @@ impl ConsoleStore for PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(sql_err)?;
+        let (waiting, oldest_event): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT count(*), min(occurred_at) FROM outbox \
+             WHERE operator_id = $1 AND delivered_at IS NULL",
+        )
+        .bind(operator_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql_err)?;
         tx.commit().await.map_err(sql_err)?;
         let found = found
             .into_iter()
@@ -172,6 +181,10 @@ impl ConsoleStore for PostgresStore {
             counts: status_counts(counts)?,
             oldest_pending: rows::opt_timestamp(oldest)?,
             days: lay_out_days(today, &found),
+            outbox: OutboxBacklog {
+                waiting: u64::try_from(waiting).unwrap_or(0),
+                oldest: rows::opt_timestamp(oldest_event)?,
+            },
         })
     }
 

@@ -6,6 +6,7 @@ use chargegate_core::accounts::{AccountAdmin, UserSummary};
 use chargegate_core::apikey::ApiKeyInfo;
 use chargegate_core::charge::{Charge, StatusGroup};
 use chargegate_core::clock::Timestamp;
+use chargegate_core::connector::OutboxBacklog;
 use chargegate_core::console::{
     ChargeSearch, ConsoleStore, NewSession, OVERVIEW_DAYS, Overview, SessionRecord,
     SubscriptionEvent, SubscriptionHit, day_of, lay_out_days,
@@ -85,6 +86,13 @@ fn overview(conn: &Connection, operator_id: i64, now: Timestamp) -> StoreResult<
             .collect::<rusqlite::Result<Vec<(i64, String, i64)>>>()
         })
         .map_err(from_sqlite)?;
+    let (waiting, oldest_event): (i64, Option<i64>) = tx
+        .prepare_cached(
+            "SELECT count(*), min(occurred_at) FROM outbox \
+             WHERE operator_id = ?1 AND delivered_at IS NULL",
+        )
+        .and_then(|mut s| s.query_row([operator_id], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(from_sqlite)?;
     tx.commit().map_err(from_sqlite)?;
     let found = found
         .into_iter()
@@ -94,6 +102,10 @@ fn overview(conn: &Connection, operator_id: i64, now: Timestamp) -> StoreResult<
         counts: status_counts(counts)?,
         oldest_pending: rows::opt_timestamp(oldest)?,
         days: lay_out_days(today, &found),
+        outbox: OutboxBacklog {
+            waiting: u64::try_from(waiting).unwrap_or(0),
+            oldest: rows::opt_timestamp(oldest_event)?,
+        },
     })
 }
 
