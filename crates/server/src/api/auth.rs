@@ -263,8 +263,21 @@ pub fn admit(state: &AppState, record: &TokenRecord) -> Result<Caller, ApiError>
     if record.expires_at <= state.clock.now() {
         return Err(ApiError::expired_token());
     }
-    tracing::Span::current().record("operator", record.operator_code.as_str());
-    if let Err(wait) = state.rate_limit.check(record.operator_code.as_str()) {
+    admit_operator(state, record.operator_code.as_str())?;
+    Ok(Caller {
+        user_id: record.user_id,
+        key_id: record.key_id,
+        operator_id: record.operator_id,
+        operator_code: record.operator_code.clone(),
+    })
+}
+
+/// Names the operator in the request's span and applies its rate limit: `429` with
+/// `Retry-After` once the operator has spent its budget. Every authenticated audience
+/// (operator tokens, web API keys, connector keys) shares one budget per operator.
+pub(crate) fn admit_operator(state: &AppState, operator_code: &str) -> Result<(), ApiError> {
+    tracing::Span::current().record("operator", operator_code);
+    if let Err(wait) = state.rate_limit.check(operator_code) {
         state.metrics.rate_limited();
         // Whole seconds, rounded up: a client that waits that long gets through.
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -276,10 +289,5 @@ pub fn admit(state: &AppState, record: &TokenRecord) -> Result<Caller, ApiError>
             )
         });
     }
-    Ok(Caller {
-        user_id: record.user_id,
-        key_id: record.key_id,
-        operator_id: record.operator_id,
-        operator_code: record.operator_code.clone(),
-    })
+    Ok(())
 }

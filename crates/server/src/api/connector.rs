@@ -67,18 +67,7 @@ pub async fn connector(state: &AppState, headers: &HeaderMap) -> Result<Connecto
         .await?
         .filter(|c| !c.revoked)
         .ok_or_else(refused)?;
-    tracing::Span::current().record("operator", caller.operator_code.as_str());
-    if let Err(wait) = state.rate_limit.check(caller.operator_code.as_str()) {
-        state.metrics.rate_limited();
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Err(ApiError {
-            retry_after: Some(secs.max(1)),
-            ..ApiError::new(
-                Code::TooManyRequests,
-                "too many requests for this operator; retry after the time in Retry-After",
-            )
-        });
-    }
+    super::auth::admit_operator(state, caller.operator_code.as_str())?;
     Ok(caller)
 }
 

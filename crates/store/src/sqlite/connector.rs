@@ -670,29 +670,14 @@ impl ConnectorAdmin for SqliteStore {
     ) -> StoreResult<RevokeOutcome> {
         let prefix = prefix.to_owned();
         self.writer
-            .write(1, move |conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT id, revoked_at FROM connector_keys WHERE prefix = ?1")
-                    .map_err(from_sqlite)?;
-                let keys = stmt
-                    .query_map([&prefix], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-                    })
-                    .map_err(from_sqlite)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(from_sqlite)?;
-                let (id, revoked_at) = match keys.as_slice() {
-                    [] => return Ok(RevokeOutcome::NotFound),
-                    [one] => *one,
-                    many => return Ok(RevokeOutcome::Ambiguous(many.len())),
-                };
-                if revoked_at.is_some() {
-                    return Ok(RevokeOutcome::AlreadyRevoked);
-                }
-                conn.prepare_cached("UPDATE connector_keys SET revoked_at = ?2 WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![id, now.unix()]))
-                    .map_err(from_sqlite)?;
-                Ok(RevokeOutcome::Revoked { tokens: 0 })
+            .write(1, move |conn| match super::subscriptions::revoke_by_prefix(
+                conn,
+                "connector_keys",
+                &prefix,
+                now,
+            )? {
+                Ok(_) => Ok(RevokeOutcome::Revoked { tokens: 0 }),
+                Err(outcome) => Ok(outcome),
             })
             .await
     }

@@ -590,27 +590,10 @@ impl SubscriptionsAdmin for SqliteStore {
         let prefix = prefix.to_owned();
         self.writer
             .write(1, move |conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT id, revoked_at FROM api_keys WHERE prefix = ?1")
-                    .map_err(from_sqlite)?;
-                let keys = stmt
-                    .query_map([&prefix], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-                    })
-                    .map_err(from_sqlite)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(from_sqlite)?;
-                let (id, revoked_at) = match keys.as_slice() {
-                    [] => return Ok(RevokeOutcome::NotFound),
-                    [one] => *one,
-                    many => return Ok(RevokeOutcome::Ambiguous(many.len())),
+                let id = match revoke_by_prefix(conn, "api_keys", &prefix, now)? {
+                    Ok(id) => id,
+                    Err(outcome) => return Ok(outcome),
                 };
-                if revoked_at.is_some() {
-                    return Ok(RevokeOutcome::AlreadyRevoked);
-                }
-                conn.prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![id, now.unix()]))
-                    .map_err(from_sqlite)?;
                 let tokens = conn
                     .prepare_cached(
                         "UPDATE tokens SET revoked_at = ?2 \
@@ -683,4 +666,37 @@ impl SubscriptionsAdmin for SqliteStore {
             .collect()
         })
     }
+}
+
+/// Revokes the one key of `table` (`api_keys` or `connector_keys`) with this prefix: its id
+/// once revoked, or why nothing was (no such key, several share the prefix, already revoked).
+pub(super) fn revoke_by_prefix(
+    conn: &Connection,
+    table: &'static str,
+    prefix: &str,
+    now: Timestamp,
+) -> StoreResult<Result<i64, RevokeOutcome>> {
+    let keys = conn
+        .prepare_cached(&format!(
+            "SELECT id, revoked_at FROM {table} WHERE prefix = ?1"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map([prefix], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(from_sqlite)?;
+    let (id, revoked_at) = match keys.as_slice() {
+        [] => return Ok(Err(RevokeOutcome::NotFound)),
+        [one] => *one,
+        many => return Ok(Err(RevokeOutcome::Ambiguous(many.len()))),
+    };
+    if revoked_at.is_some() {
+        return Ok(Err(RevokeOutcome::AlreadyRevoked));
+    }
+    conn.prepare_cached(&format!("UPDATE {table} SET revoked_at = ?2 WHERE id = ?1"))
+        .and_then(|mut s| s.execute(params![id, now.unix()]))
+        .map_err(from_sqlite)?;
+    Ok(Ok(id))
 }
