@@ -20,6 +20,15 @@
 //!
 //! The cases: a template analysed after filling (8 and 64 clients), and one never analysed
 //! (autovacuum off on its tables: what a database looks like right after it was filled).
+//! The analysed template also holds a history (a fifth as many charges again, declined
+//! before the run), so that its statistics describe a database in use: statistics taken
+//! while the decisions were empty would call them tiny, and a prepared statement's generic
+//! plan made from them would scan every decision on every call (the raw side has no
+//! defence against that; chargegate forbids sequential scans in its decision
+//! transactions, see docs/engine.md).
+//!
+//! Each run starts from `CREATE DATABASE … TEMPLATE` followed by a `CHECKPOINT`, so that
+//! neither side pays for writing out the copy's pages.
 //!
 //! CPU per call adds the database backends' CPU (every `postgres:` process of the run's
 //! database) to the client's: the raw process's own for raw, the server process's for
@@ -53,6 +62,18 @@ fn main() {
     runtime.block_on(run(rounds, calls));
 }
 
+/// Calls made before the measured ones, on both sides: ten per client, so that every
+/// connection has opened, read the catalogue and settled on its statements' generic plans
+/// (after five calls). Without it the measured calls would include each connection's
+/// start-up, which the raw side pays before its clock starts and a pool pays after, and
+/// which weighs more the bigger the statements are.
+fn warm_up(clients: usize) -> usize {
+    clients * 10
+}
+
+/// The largest warm-up of any case.
+const WARM_UP_MAX: usize = 640;
+
 struct Case {
     name: &'static str,
     template: &'static str,
@@ -67,9 +88,12 @@ async fn run(rounds: usize, calls: usize) {
     let binary = server_binary();
     let admin = connect(&format!("{server}/postgres")).await;
     for (template, analysed) in [(ANALYSED, true), (FRESH, false)] {
-        eprintln!("preparing {template} with {} charges…", calls * BATCH);
+        eprintln!(
+            "preparing {template} with {} charges…",
+            (WARM_UP_MAX + calls) * BATCH
+        );
         recreate(&admin, template, None).await;
-        prepare(&server, template, analysed, calls * BATCH).await;
+        prepare(&server, template, analysed, (WARM_UP_MAX + calls) * BATCH).await;
     }
     let mut cases = [
         ("analysed, 8 clients", ANALYSED, 8),
@@ -84,19 +108,42 @@ async fn run(rounds: usize, calls: usize) {
         product: vec![],
     });
     let url = format!("{server}/{RUN}?sslmode=disable");
+    // For profiling one side of one case: BENCH_PG_CASE=1 (0-based), BENCH_PG_SIDE=product.
+    let only_case: Option<usize> = std::env::var("BENCH_PG_CASE")
+        .ok()
+        .and_then(|c| c.parse().ok());
+    let side = std::env::var("BENCH_PG_SIDE").unwrap_or_default();
     for round in 0..rounds {
         eprintln!("round {} of {rounds}", round + 1);
-        for case in &mut cases {
+        for (i, case) in cases.iter_mut().enumerate() {
+            if only_case.is_some_and(|c| c != i) {
+                continue;
+            }
+            if side != "product" {
+                recreate(&admin, RUN, Some(case.template)).await;
+                admin.batch_execute("CHECKPOINT").await.unwrap();
+                case.raw
+                    .push(raw(&url, warm_up(case.clients), calls, case.clients).await);
+            }
+            if side == "raw" {
+                continue;
+            }
             recreate(&admin, RUN, Some(case.template)).await;
-            case.raw.push(raw(&url, calls, case.clients).await);
-            recreate(&admin, RUN, Some(case.template)).await;
+            admin.batch_execute("CHECKPOINT").await.unwrap();
             // A pool as large as the clients: the concurrency the raw side has.
             let pool = case.clients.to_string();
             let env = [("CHARGEGATE_DB_MAX_CONNECTIONS", pool.as_str())];
             let product = Server::start(&binary, &url, &env).await;
+            let warm = warm_up(case.clients);
+            kit::declines_from(&product, 0, warm, case.clients).await;
             let backends = backend_cpu();
-            let mut rate = kit::declines(&product, calls, case.clients).await;
-            rate.cpu_ms_per_call += (backend_cpu() - backends) * 1000.0 / calls as f64;
+            let mut rate = kit::declines_from(&product, warm, calls, case.clients).await;
+            let backend_ms = (backend_cpu() - backends) * 1000.0 / calls as f64;
+            eprintln!(
+                "  chargegate: server {:.3} + database {backend_ms:.3} CPU ms/call",
+                rate.cpu_ms_per_call
+            );
+            rate.cpu_ms_per_call += backend_ms;
             product.stop();
             case.product.push(rate);
         }
@@ -107,7 +154,20 @@ async fn run(rounds: usize, calls: usize) {
             .await
             .unwrap();
     }
-    report(&cases, calls);
+    if only_case.is_none() && side.is_empty() {
+        report(&cases, calls);
+    } else {
+        for c in &cases {
+            for (what, v) in [("raw", &c.raw), ("chargegate", &c.product)] {
+                for r in v.iter() {
+                    println!(
+                        "{}: {what} {:.0} calls/s, {:.3} CPU ms/call",
+                        c.name, r.per_second, r.cpu_ms_per_call
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn report(cases: &[Case], calls: usize) {
@@ -168,8 +228,10 @@ async fn recreate(admin: &Client, db: &str, template: Option<&str>) {
         .unwrap();
 }
 
-/// Migrates and fills a template; `analysed` runs VACUUM ANALYZE afterwards, otherwise
-/// autovacuum is turned off on every table first so that it never gains statistics.
+/// Migrates and fills a template; `analysed` runs VACUUM ANALYZE afterwards. Autovacuum
+/// is then turned off on every table (on the never-analysed one before filling, so that it
+/// never gains statistics): a vacuum that starts during one side's run would slow that side
+/// alone.
 async fn prepare(server: &str, db: &str, analysed: bool, charges: usize) {
     let url = format!("{server}/{db}?sslmode=disable");
     let store = PostgresStore::open(&url, &StoreOptions::default())
@@ -178,29 +240,59 @@ async fn prepare(server: &str, db: &str, analysed: bool, charges: usize) {
     store.migrate().await.unwrap();
     let direct = connect(&url).await;
     if !analysed {
-        for row in direct
-            .query(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
-                &[],
-            )
-            .await
-            .unwrap()
-        {
-            let table: String = row.get(0);
-            direct
-                .batch_execute(&format!(
-                    "ALTER TABLE {table} SET (autovacuum_enabled = false)"
-                ))
-                .await
-                .unwrap();
-        }
+        autovacuum_off(&direct).await;
     }
-    kit::fill(&store, charges).await;
+    if analysed {
+        // The history: charges after the run's, declined before it.
+        kit::fill(&store, charges + charges / 5).await;
+        let declined = direct
+            .execute(HISTORY, &[&format!("L{charges:08}")])
+            .await
+            .unwrap();
+        assert_eq!(declined as usize, charges / 5);
+    } else {
+        kit::fill(&store, charges).await;
+    }
     store.close().await;
     if analysed {
         direct.batch_execute("VACUUM ANALYZE").await.unwrap();
+        autovacuum_off(&direct).await;
     }
 }
+
+async fn autovacuum_off(db: &Client) {
+    for row in db
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let table: String = row.get(0);
+        db.batch_execute(&format!(
+            "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+/// Declines every charge from number `$1` on, as decisions made before the run.
+const HISTORY: &str = "WITH d AS (UPDATE charges SET status = 'DECLINED', \
+        set_as_declined_on = 1780000000 WHERE number >= $1 \
+        RETURNING id, operator_id, number), \
+     u AS (SELECT id FROM users WHERE username = 'bench'), \
+     x AS (INSERT INTO decisions (charge_id, operator_id, method, reference_number, user_id, \
+        decided_on, request_id) SELECT d.id, d.operator_id, 'decline', \
+        'H' || substr(d.number, 2), u.id, 1780000000, 'history' FROM d, u), \
+     h AS (INSERT INTO charge_history (charge_id, event, from_status, to_status, at, user_id, \
+        request_id, reference_number) SELECT d.id, 'decline', 'PENDING', 'DECLINED', \
+        1780000000, u.id, 'history', 'H' || substr(d.number, 2) FROM d, u), \
+     o AS (INSERT INTO outbox (operator_id, type, occurred_at, charge_id, reference_number) \
+        SELECT d.operator_id, 'charge.declined', 1780000000, d.id, 'H' || substr(d.number, 2) \
+        FROM d) \
+     SELECT 1 FROM d";
 
 /// CPU seconds of every backend of the run's database.
 fn backend_cpu() -> f64 {
@@ -251,11 +343,18 @@ const RAW_WRITE: &str = "WITH plan AS (SELECT * FROM unnest($1::bigint[], $2::te
         reference_number) SELECT $4, 'charge.declined', $3, id, reference FROM plan) \
      SELECT count(*) FROM changed";
 
-/// `calls` declines of 50 charges through `clients` connections.
-async fn raw(url: &str, calls: usize, clients: usize) -> Rate {
+/// `warm` unmeasured then `calls` measured declines of 50 charges through `clients`
+/// connections.
+async fn raw(url: &str, warm: usize, calls: usize, clients: usize) -> Rate {
     let mut connections = Vec::with_capacity(clients);
     for _ in 0..clients {
-        connections.push(connect(url).await);
+        let client = connect(url).await;
+        // Index plans only, whatever the statistics say: the same plans as chargegate's.
+        client
+            .batch_execute("SET enable_seqscan = off")
+            .await
+            .unwrap();
+        connections.push(client);
     }
     let ids = connections[0]
         .query_one(
@@ -266,18 +365,24 @@ async fn raw(url: &str, calls: usize, clients: usize) -> Rate {
         .unwrap();
     let (op, user): (i64, i64) = (ids.get(0), ids.get(1));
     let next = Arc::new(AtomicUsize::new(0));
-    let backends = backend_cpu();
-    let own = cpu_seconds("/proc/self/stat");
-    let started = Instant::now();
+    // Every client warms up, then waits at `ready`; the clock starts; `go` lets them on.
+    let ready = Arc::new(tokio::sync::Barrier::new(clients + 1));
+    let go = Arc::new(tokio::sync::Barrier::new(clients + 1));
     let mut tasks = Vec::new();
     for mut client in connections {
-        let next = next.clone();
+        let (next, ready, go) = (next.clone(), ready.clone(), go.clone());
         tasks.push(tokio::spawn(async move {
             let read = client.prepare(RAW_READ).await.unwrap();
             let write = client.prepare(RAW_WRITE).await.unwrap();
+            let mut measured = false;
             loop {
                 let batch = next.fetch_add(1, Ordering::Relaxed);
-                if batch >= calls {
+                if batch >= warm && !measured {
+                    ready.wait().await;
+                    go.wait().await;
+                    measured = true;
+                }
+                if batch >= warm + calls {
                     break;
                 }
                 let numbers: Vec<String> = (0..BATCH)
@@ -312,13 +417,26 @@ async fn raw(url: &str, calls: usize, clients: usize) -> Rate {
             client
         }));
     }
+    ready.wait().await;
+    let backends = backend_cpu();
+    let own = cpu_seconds("/proc/self/stat");
+    let started = Instant::now();
+    go.wait().await;
     let mut open = Vec::new();
     for t in tasks {
         open.push(t.await.unwrap());
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds("/proc/self/stat") - own + backend_cpu() - backends;
+    let client = cpu_seconds("/proc/self/stat") - own;
+    let database = backend_cpu() - backends;
     drop(open);
+    let ms = |s: f64| s * 1000.0 / calls as f64;
+    eprintln!(
+        "  raw: client {:.3} + database {:.3} CPU ms/call",
+        ms(client),
+        ms(database)
+    );
+    let cpu = client + database;
     Rate {
         per_second: calls as f64 / elapsed,
         cpu_ms_per_call: cpu * 1000.0 / calls as f64,

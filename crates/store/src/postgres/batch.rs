@@ -18,7 +18,7 @@ use chargegate_core::store::{Admission, Authorized, StoreError, StoreResult, Tok
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{Failure, MAX_ATTEMPTS, PostgresStore, write_plan};
+use super::{BEGIN_DECISIONS, Failure, MAX_ATTEMPTS, PostgresStore, write_plan};
 use crate::rows::{self, StateRow, TokenRow};
 
 /// The caller, the locked charges and the used references, for accept and decline:
@@ -129,10 +129,7 @@ impl PostgresStore {
         batch: &mut Batch,
         admit: Admission<'_>,
     ) -> Result<Attempt, Failure> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            .await?;
+        let mut tx = self.pool.begin_with(BEGIN_DECISIONS).await?;
         let numbers: Vec<&str> = batch.numbers().into_iter().map(|n| n.as_str()).collect();
         let references: Vec<&str> = batch.references().into_iter().map(|r| r.as_str()).collect();
         let sql = match batch.method {

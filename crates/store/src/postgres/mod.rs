@@ -51,6 +51,19 @@ mod subscriptions;
 /// How often a batch is retried after losing a race the locks could not prevent.
 const MAX_ATTEMPTS: u32 = 8;
 
+/// How a token batch's transaction begins (one round trip, simple protocol). Repeatable
+/// read: see [`batch`]. No sequential scans: every lookup of a decision is an index probe
+/// by design, but statistics taken while a table was nearly empty (an `ANALYZE` right
+/// after setting up, or autovacuum early in a database's life) make a scan look cheaper,
+/// and a prepared statement's generic plan, once chosen, stays for the life of the
+/// connection while the table grows. Off for this transaction only.
+pub const BEGIN_DECISIONS: &str =
+    "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL enable_seqscan = off";
+
+/// How the store-level batch (the console's decisions) begins: read committed (see
+/// `read_snapshot`), without sequential scans for the reason given at [`BEGIN_DECISIONS`].
+const BEGIN_STORE_DECISIONS: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+
 /// Serialises imports across servers (charge numbering reads the highest number first).
 const IMPORT_LOCK_KEY: i64 = 0x6368_6172_6765; // "charge"
 
@@ -157,7 +170,7 @@ impl PostgresStore {
 
     /// One attempt at a batch, in its own transaction.
     async fn try_apply_batch(&self, batch: &Batch) -> Result<Vec<Verdict>, Failure> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_STORE_DECISIONS).await?;
         let (snapshot, xid) = read_snapshot(&mut tx, batch).await?;
         let (verdicts, changes) = batch.decide(&snapshot);
         write_plan(&mut tx, batch, &changes).await?;
