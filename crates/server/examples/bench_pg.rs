@@ -19,16 +19,19 @@
 //!   numbers, its pool sized to the clients (`db_max_connections`).
 //!
 //! The cases: a template analysed after filling (8 and 64 clients), and one never analysed
-//! (autovacuum off on its tables: what a database looks like right after it was filled).
-//! The analysed template also holds a history (a fifth as many charges again, declined
-//! before the run), so that its statistics describe a database in use: statistics taken
-//! while the decisions were empty would call them tiny, and a prepared statement's generic
-//! plan made from them would scan every decision on every call (the raw side has no
-//! defence against that; chargegate forbids sequential scans in its decision
-//! transactions, see docs/engine.md).
+//! (what a database looks like right after it was filled). The analysed template also
+//! holds a history (a fifth as many charges again, declined before the run), so that its
+//! statistics describe a database in use: statistics taken while the decisions were empty
+//! would call them tiny, and a prepared statement's generic plan made from them would
+//! scan every decision on every call. The raw connections forbid sequential scans, as
+//! chargegate's decision transactions do (see docs/engine.md).
 //!
 //! Each run starts from `CREATE DATABASE … TEMPLATE` followed by a `CHECKPOINT`, so that
-//! neither side pays for writing out the copy's pages.
+//! neither side pays for writing out the copy's pages, with autovacuum off on the copy's
+//! tables, and with ten unmeasured calls per client on both sides before the clock starts.
+//!
+//! `BENCH_PG_CASE=N` (0-based) runs one case only and `BENCH_PG_SIDE=raw|product` one
+//! side only, for profiling; they print each run instead of the table.
 //!
 //! CPU per call adds the database backends' CPU (every `postgres:` process of the run's
 //! database) to the client's: the raw process's own for raw, the server process's for
