@@ -14,11 +14,11 @@
 //! degrade into reading every decision of the operator on a database without statistics.
 
 use chargegate_core::batch::{Batch, Method, Snapshot, Verdict};
-use chargegate_core::store::{Admission, Authorized, StoreError, StoreResult, TokenBatch};
+use chargegate_core::store::{Admission, Authorized, StoreResult, TokenBatch};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{BEGIN_DECISIONS, Failure, MAX_ATTEMPTS, PostgresStore, write_plan};
+use super::{BEGIN_DECISIONS, Failure, PostgresStore, Retries, write_plan};
 use crate::rows::{self, StateRow, TokenRow};
 
 /// The caller, the locked charges and the used references, for accept and decline:
@@ -92,12 +92,8 @@ impl PostgresStore {
             at: request.at,
             items: request.items,
         };
-        let mut last = String::new();
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                // Short, growing pauses let the winner commit.
-                tokio::time::sleep(std::time::Duration::from_millis(2 << attempt.min(6))).await;
-            }
+        let mut retries = Retries::new(batch.method.as_str());
+        while retries.another().await {
             match self.try_token_batch(&token.0, &mut batch, admit).await {
                 Ok(Attempt::Unknown) => return Ok(Authorized::UnknownToken),
                 Ok(Attempt::Refused(caller)) => return Ok(Authorized::Refused(caller)),
@@ -108,19 +104,14 @@ impl PostgresStore {
                         verdicts,
                     });
                 }
-                Err(Failure::Final(e)) => return Err(e),
-                Err(Failure::Broken(e)) if attempt > 0 => return Err(e),
-                Err(Failure::Broken(e)) => last = e.into_message(),
-                Err(Failure::Retry(reason)) => {
-                    tracing::debug!(attempt, %reason, "{}: retrying after a lost race", batch.method);
-                    last = reason;
+                Err(failure) => {
+                    if let Some(e) = retries.failed(failure) {
+                        return Err(e);
+                    }
                 }
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "{} kept losing races ({MAX_ATTEMPTS} attempts): {last}",
-            batch.method
-        )))
+        Err(retries.exhausted())
     }
 
     async fn try_token_batch(

@@ -6,8 +6,6 @@
 //! Two intakes of one `netflix_charge_identifier` meet at its unique index; the loser
 //! starts over and then finds the charge stored, an idempotent repeat.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chargegate_core::apikey::{KeyHash, RevokeOutcome};
 use chargegate_core::charge::ChargeStatus;
@@ -25,7 +23,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::subscriptions::subscription_event;
-use super::{Failure, IMPORT_LOCK_KEY, MAX_ATTEMPTS, PostgresStore, sql_err};
+use super::{Failure, IMPORT_LOCK_KEY, PostgresStore, Retries, sql_err};
 use crate::connector_rows::{ConnectorKeyRow, OUTBOX_COLUMNS, OutboxRow, StoredRow};
 use crate::error::corrupt;
 use crate::rows;
@@ -34,28 +32,24 @@ use crate::subscription_rows::operator_code;
 /// Serialises activations that link one PAI, so two cannot link it to two subscriptions.
 const ACTIVATION_LOCK_KEY: i32 = 0x6163_7476; // "actv"
 
-/// Runs one attempt until it does not lose a race.
-async fn retried<T, F, Fut>(what: &str, mut attempt: F) -> StoreResult<T>
+/// Runs one attempt until it does not lose a race (see [`Retries`]).
+async fn retried<T, F, Fut>(what: &'static str, mut attempt: F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
 {
-    let mut last = String::new();
-    for n in 0..MAX_ATTEMPTS {
-        if n > 0 {
-            tokio::time::sleep(Duration::from_millis(2 << n.min(6))).await;
-        }
+    let mut retries = Retries::new(what);
+    while retries.another().await {
         match attempt().await {
             Ok(v) => return Ok(v),
-            Err(Failure::Final(e)) => return Err(e),
-            Err(Failure::Broken(e)) if n > 0 => return Err(e),
-            Err(Failure::Broken(e)) => last = e.into_message(),
-            Err(Failure::Retry(reason)) => last = reason,
+            Err(failure) => {
+                if let Some(e) = retries.failed(failure) {
+                    return Err(e);
+                }
+            }
         }
     }
-    Err(StoreError::Unavailable(format!(
-        "{what} kept losing races ({MAX_ATTEMPTS} attempts): {last}"
-    )))
+    Err(retries.exhausted())
 }
 
 async fn try_intake(

@@ -129,6 +129,63 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
+/// The retry policy every write shares: up to [`MAX_ATTEMPTS`] attempts, with short,
+/// growing pauses between them that let the winner of a race commit. A connection found
+/// broken before COMMIT gets one more attempt on another connection (nothing of the
+/// attempt can have been committed); any other failure is final.
+struct Retries {
+    what: &'static str,
+    attempt: u32,
+    last: String,
+}
+
+impl Retries {
+    fn new(what: &'static str) -> Self {
+        Retries {
+            what,
+            attempt: 0,
+            last: String::new(),
+        }
+    }
+
+    /// Whether to make another attempt (after its pause), or give up.
+    async fn another(&mut self) -> bool {
+        if self.attempt >= MAX_ATTEMPTS {
+            return false;
+        }
+        if self.attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(2 << self.attempt.min(6))).await;
+        }
+        self.attempt += 1;
+        true
+    }
+
+    /// Takes a failed attempt: the error to answer with, or `None` to try again.
+    fn failed(&mut self, failure: Failure) -> Option<StoreError> {
+        match failure {
+            Failure::Final(e) => Some(e),
+            Failure::Broken(e) if self.attempt > 1 => Some(e),
+            Failure::Broken(e) => {
+                self.last = e.into_message();
+                None
+            }
+            Failure::Retry(reason) => {
+                tracing::debug!(attempt = self.attempt, %reason, "{}: retrying after a lost race", self.what);
+                self.last = reason;
+                None
+            }
+        }
+    }
+
+    /// The answer once every attempt lost a race.
+    fn exhausted(self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "{} kept losing races ({MAX_ATTEMPTS} attempts): {}",
+            self.what, self.last
+        ))
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure::Final(e)
@@ -962,27 +1019,18 @@ impl Store for PostgresStore {
     }
 
     async fn apply_batch(&self, batch: &Batch) -> StoreResult<Vec<Verdict>> {
-        let mut last = String::new();
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                // Short, growing pauses let the winner commit.
-                tokio::time::sleep(Duration::from_millis(2 << attempt.min(6))).await;
-            }
+        let mut retries = Retries::new(batch.method.as_str());
+        while retries.another().await {
             match self.try_apply_batch(batch).await {
                 Ok(verdicts) => return Ok(verdicts),
-                Err(Failure::Final(e)) => return Err(e),
-                Err(Failure::Broken(e)) if attempt > 0 => return Err(e),
-                Err(Failure::Broken(e)) => last = e.into_message(),
-                Err(Failure::Retry(reason)) => {
-                    tracing::debug!(attempt, %reason, "{}: retrying after a lost race", batch.method);
-                    last = reason;
+                Err(failure) => {
+                    if let Some(e) = retries.failed(failure) {
+                        return Err(e);
+                    }
                 }
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "{} kept losing races ({MAX_ATTEMPTS} attempts): {last}",
-            batch.method
-        )))
+        Err(retries.exhausted())
     }
 
     async fn apply_token_batch(

@@ -3,7 +3,6 @@
 //! unique violation) starts over and then renews the winner's subscription.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chargegate_core::apikey::{ApiKeyInfo, KeyHash, KeyLogin, NewApiKey, RevokeOutcome};
@@ -19,7 +18,7 @@ use chargegate_core::text::OperatorCode;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
-use super::{Failure, MAX_ATTEMPTS, PostgresStore, sql_err};
+use super::{Failure, PostgresStore, Retries, sql_err};
 use crate::subscription_rows::{
     KeyRow, PromotionRow, SubscriptionRow, operator_code, price, subscription_number,
 };
@@ -269,40 +268,26 @@ async fn try_set_state(
     Ok(StateChange::Changed)
 }
 
-/// Runs `attempt` until it does not lose a race, as batches do.
+/// Runs `attempt` until it does not lose a race, as batches do (see [`Retries`]).
 macro_rules! with_retries {
     ($what:literal, $attempt:expr) => {{
-        let mut last = String::new();
+        let mut retries = Retries::new($what);
         let mut answer = None;
-        for n in 0..MAX_ATTEMPTS {
-            if n > 0 {
-                tokio::time::sleep(Duration::from_millis(2 << n.min(6))).await;
-            }
+        while retries.another().await {
             match $attempt.await {
                 Ok(v) => {
                     answer = Some(Ok(v));
                     break;
                 }
-                Err(Failure::Final(e)) => {
-                    answer = Some(Err(e));
-                    break;
+                Err(failure) => {
+                    if let Some(e) = retries.failed(failure) {
+                        answer = Some(Err(e));
+                        break;
+                    }
                 }
-                // A connection found broken before COMMIT: nothing was applied; one more
-                // try on another connection, as batches do.
-                Err(Failure::Broken(e)) if n > 0 => {
-                    answer = Some(Err(e));
-                    break;
-                }
-                Err(Failure::Broken(e)) => last = e.into_message(),
-                Err(Failure::Retry(reason)) => last = reason,
             }
         }
-        answer.unwrap_or_else(|| {
-            Err(StoreError::Unavailable(format!(
-                "{} kept losing races ({MAX_ATTEMPTS} attempts): {last}",
-                $what
-            )))
-        })
+        answer.unwrap_or_else(|| Err(retries.exhausted()))
     }};
 }
 
