@@ -165,6 +165,8 @@ pub struct SubscriptionEvent {
     pub username: Option<String>,
     /// The charge whose decline caused the event, if one did.
     pub charge_number: Option<String>,
+    /// The user acted in the console (the actor is then `console:<username>`).
+    pub via_console: bool,
 }
 
 /// The reads and writes of the console that the API does not already have.

@@ -558,6 +558,8 @@ on_every_backend! {
         let page = b.get(&format!("/console/subscriptions/{number}")).await;
         assert!(page.text.contains("CANCELLED"), "{}", page.text);
         assert!(page.text.contains("/console/charges/I1"), "the history names the declined charge");
+        assert!(page.text.contains(&format!("console:{USER}")), "the person who declined in the console: {}", page.text);
+        assert!(page.text.contains(&format!("user:{USER}")), "the API call that created it: {}", page.text);
         let shown = srv.get(&format!("{V2}/netflix/subscriptions/show?token={token}&billing_system_customer_identifier=c1")).await;
         assert_eq!(shown.body["data"][0]["life_cycle_state"], "CANCELLED", "{}", shown.text);
     }

@@ -71,6 +71,7 @@ pub(crate) struct EventRow {
     pub to_state: Option<String>,
     pub username: Option<String>,
     pub charge_number: Option<String>,
+    pub via_console: bool,
 }
 
 impl EventRow {
@@ -82,6 +83,7 @@ impl EventRow {
             to_state: self.to_state,
             username: self.username,
             charge_number: self.charge_number,
+            via_console: self.via_console,
         })
     }
 }

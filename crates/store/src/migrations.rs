@@ -53,6 +53,11 @@ pub(crate) const SQLITE: &[Source] = &[
         "connector",
         include_str!("../migrations/sqlite/0009_connector.sql"),
     ),
+    (
+        10,
+        "subscription_console",
+        include_str!("../migrations/sqlite/0010_subscription_console.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: &[Source] = &[
@@ -98,6 +103,11 @@ pub(crate) const POSTGRES: &[Source] = &[
         9,
         "connector",
         include_str!("../migrations/postgres/0009_connector.sql"),
+    ),
+    (
+        10,
+        "subscription_console",
+        include_str!("../migrations/postgres/0010_subscription_console.sql"),
     ),
 ];
 

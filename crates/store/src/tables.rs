@@ -320,6 +320,7 @@ pub const TABLES: &[Table] = &[
             int("charge_id"),
             int("promotion_id"),
             int("connector_key_id"),
+            flag("via_console"),
         ],
         page_key: Some("id"),
         order_by: "id",

@@ -644,7 +644,7 @@ pub(crate) fn subscription(
                                 }
                                 div.meta {
                                     time datetime=(iso(e.at)) { (when(e.at)) }
-                                    @if let Some(u) = &e.username { " · " span.actor { "user:" (u) } }
+                                    @if let Some(u) = &e.username { " · " span.actor { (if e.via_console { "console:" } else { "user:" }) (u) } }
                                     @if let Some(n) = &e.charge_number {
                                         " · charge " a href={ "/console/charges/" (encode(n)) } { (n) }
                                     }

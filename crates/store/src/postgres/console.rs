@@ -246,7 +246,7 @@ impl ConsoleStore for PostgresStore {
         };
         let found = hit(&found).map_err(sql_err)?;
         let events = sqlx::query(
-            "SELECT h.at, h.event, h.from_state, h.to_state, u.username, c.number \
+            "SELECT h.at, h.event, h.from_state, h.to_state, u.username, c.number, h.via_console \
              FROM subscription_history h LEFT JOIN users u ON u.id = h.user_id \
              LEFT JOIN charges c ON c.id = h.charge_id \
              WHERE h.subscription_id = $1 ORDER BY h.id",
@@ -266,6 +266,7 @@ impl ConsoleStore for PostgresStore {
                         to_state: r.try_get(3)?,
                         username: r.try_get(4)?,
                         charge_number: r.try_get(5)?,
+                        via_console: r.try_get(6)?,
                     })
                 })()
                 .map_err(sql_err)?;

@@ -677,8 +677,8 @@ const DECLINE_SQL: &str = decide_sql!(
              RETURNING s.id, doomed.life_cycle_state AS from_state, doomed.charge_id, \
                   s.operator_id, s.netflix_state, s.netflix_customer_id), \
         cancelled_history AS (INSERT INTO subscription_history (subscription_id, event, \
-             from_state, to_state, at, user_id, key_id, request_id, charge_id) \
-             SELECT id, 'cancelled', from_state, 'CANCELLED', $5, $8, $10, $9, charge_id \
+             from_state, to_state, at, user_id, key_id, request_id, charge_id, via_console) \
+             SELECT id, 'cancelled', from_state, 'CANCELLED', $5, $8, $10, $9, charge_id, $11 \
              FROM cancelled), \
         events AS (INSERT INTO outbox (operator_id, type, occurred_at, charge_id, \
              reference_number, subscription_id, life_cycle_state, netflix_state, \

@@ -240,6 +240,7 @@ fn record_verdicts(
                 key_id: None,
                 connector_key_id: Some(actor.key_id),
                 request_id: &actor.request_id,
+                via_console: false,
             },
         )?;
     }

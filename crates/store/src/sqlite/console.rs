@@ -173,7 +173,7 @@ fn subscription_page(
     };
     let events = tx
         .prepare_cached(
-            "SELECT h.at, h.event, h.from_state, h.to_state, u.username, c.number \
+            "SELECT h.at, h.event, h.from_state, h.to_state, u.username, c.number, h.via_console \
              FROM subscription_history h LEFT JOIN users u ON u.id = h.user_id \
              LEFT JOIN charges c ON c.id = h.charge_id \
              WHERE h.subscription_id = ?1 ORDER BY h.id",
@@ -187,6 +187,7 @@ fn subscription_page(
                     to_state: r.get(3)?,
                     username: r.get(4)?,
                     charge_number: r.get(5)?,
+                    via_console: r.get(6)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()

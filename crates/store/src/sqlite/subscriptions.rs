@@ -30,6 +30,8 @@ pub(super) struct Canceller<'a> {
     pub key_id: Option<i64>,
     pub connector_key_id: Option<i64>,
     pub request_id: &'a str,
+    /// A person decided in the console.
+    pub via_console: bool,
 }
 
 /// Cancels the live subscription charge `charge_id` belongs to, if any, with its history
@@ -48,6 +50,7 @@ pub(super) fn cancel_for_charge(
             key_id: batch.key_id,
             connector_key_id: None,
             request_id: &batch.request_id,
+            via_console: batch.via_console,
         },
     )
 }
@@ -76,8 +79,8 @@ pub(super) fn cancel_through_charge(
     conn.prepare_cached(
         "INSERT INTO subscription_history (subscription_id, event, from_state, to_state, at, \
                                            user_id, key_id, request_id, charge_id, \
-                                           connector_key_id) \
-         VALUES (?1, 'cancelled', ?2, 'CANCELLED', ?3, ?4, ?5, ?6, ?7, ?8)",
+                                           connector_key_id, via_console) \
+         VALUES (?1, 'cancelled', ?2, 'CANCELLED', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -88,7 +91,8 @@ pub(super) fn cancel_through_charge(
             who.key_id,
             who.request_id,
             charge_id,
-            who.connector_key_id
+            who.connector_key_id,
+            who.via_console
         ])
     })
     .map_err(from_sqlite)?;
