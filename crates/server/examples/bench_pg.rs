@@ -242,9 +242,6 @@ async fn prepare(server: &str, db: &str, analysed: bool, charges: usize) {
         .unwrap();
     store.migrate().await.unwrap();
     let direct = connect(&url).await;
-    if !analysed {
-        autovacuum_off(&direct).await;
-    }
     if analysed {
         // The history: charges after the run's, declined before it.
         kit::fill(&store, charges + charges / 5).await;
@@ -253,13 +250,13 @@ async fn prepare(server: &str, db: &str, analysed: bool, charges: usize) {
             .await
             .unwrap();
         assert_eq!(declined as usize, charges / 5);
-    } else {
-        kit::fill(&store, charges).await;
-    }
-    store.close().await;
-    if analysed {
+        store.close().await;
         direct.batch_execute("VACUUM ANALYZE").await.unwrap();
         autovacuum_off(&direct).await;
+    } else {
+        autovacuum_off(&direct).await;
+        kit::fill(&store, charges).await;
+        store.close().await;
     }
 }
 

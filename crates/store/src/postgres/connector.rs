@@ -23,7 +23,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::subscriptions::subscription_event;
-use super::{Failure, IMPORT_LOCK_KEY, PostgresStore, Retries, sql_err};
+use super::{Failure, IMPORT_LOCK_KEY, PostgresStore, retried, sql_err};
 use crate::connector_rows::{ConnectorKeyRow, OUTBOX_COLUMNS, OutboxRow, StoredRow};
 use crate::error::corrupt;
 use crate::rows;
@@ -31,26 +31,6 @@ use crate::subscription_rows::operator_code;
 
 /// Serialises activations that link one PAI, so two cannot link it to two subscriptions.
 const ACTIVATION_LOCK_KEY: i32 = 0x6163_7476; // "actv"
-
-/// Runs one attempt until it does not lose a race (see [`Retries`]).
-async fn retried<T, F, Fut>(what: &'static str, mut attempt: F) -> StoreResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Failure>>,
-{
-    let mut retries = Retries::new(what);
-    while retries.another().await {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(failure) => {
-                if let Some(e) = retries.failed(failure) {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    Err(retries.exhausted())
-}
 
 async fn try_intake(
     store: &PostgresStore,

@@ -186,6 +186,26 @@ impl Retries {
     }
 }
 
+/// Runs `attempt` until it does not lose a race (see [`Retries`]).
+async fn retried<T, F, Fut>(what: &'static str, mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut retries = Retries::new(what);
+    while retries.another().await {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(failure) => {
+                if let Some(e) = retries.failed(failure) {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Err(retries.exhausted())
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure::Final(e)
@@ -1019,18 +1039,7 @@ impl Store for PostgresStore {
     }
 
     async fn apply_batch(&self, batch: &Batch) -> StoreResult<Vec<Verdict>> {
-        let mut retries = Retries::new(batch.method.as_str());
-        while retries.another().await {
-            match self.try_apply_batch(batch).await {
-                Ok(verdicts) => return Ok(verdicts),
-                Err(failure) => {
-                    if let Some(e) = retries.failed(failure) {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Err(retries.exhausted())
+        retried(batch.method.as_str(), || self.try_apply_batch(batch)).await
     }
 
     async fn apply_token_batch(

@@ -18,7 +18,7 @@ use chargegate_core::text::OperatorCode;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
-use super::{Failure, PostgresStore, Retries, sql_err};
+use super::{Failure, PostgresStore, retried, sql_err};
 use crate::subscription_rows::{
     KeyRow, PromotionRow, SubscriptionRow, operator_code, price, subscription_number,
 };
@@ -268,29 +268,6 @@ async fn try_set_state(
     Ok(StateChange::Changed)
 }
 
-/// Runs `attempt` until it does not lose a race, as batches do (see [`Retries`]).
-macro_rules! with_retries {
-    ($what:literal, $attempt:expr) => {{
-        let mut retries = Retries::new($what);
-        let mut answer = None;
-        while retries.another().await {
-            match $attempt.await {
-                Ok(v) => {
-                    answer = Some(Ok(v));
-                    break;
-                }
-                Err(failure) => {
-                    if let Some(e) = retries.failed(failure) {
-                        answer = Some(Err(e));
-                        break;
-                    }
-                }
-            }
-        }
-        answer.unwrap_or_else(|| Err(retries.exhausted()))
-    }};
-}
-
 fn promotion_row(r: &PgRow) -> Result<PromotionRow, sqlx::Error> {
     Ok(PromotionRow {
         code: r.try_get("code")?,
@@ -330,7 +307,7 @@ impl Subscriptions for PostgresStore {
     }
 
     async fn create_subscription(&self, new: &NewSubscription) -> StoreResult<CreateOutcome> {
-        with_retries!("subscriptions/create", try_create(self, new))
+        retried("subscriptions/create", || try_create(self, new)).await
     }
 
     async fn show_subscriptions(&self, query: &ShowQuery) -> StoreResult<ShowOutcome> {
@@ -453,7 +430,7 @@ impl Subscriptions for PostgresStore {
     }
 
     async fn set_subscription_state(&self, request: &StateRequest) -> StoreResult<StateChange> {
-        with_retries!("subscriptions/suspend", try_set_state(self, request))
+        retried("subscriptions/suspend", || try_set_state(self, request)).await
     }
 
     async fn effective_promotions(
