@@ -5,8 +5,19 @@ use async_trait::async_trait;
 
 use crate::charge::ChargeStatus;
 use crate::clock::Timestamp;
-use crate::store::{Operator, StoreResult};
+use crate::error::StoreResult;
+use crate::money::Currency;
 use crate::text::{OperatorCode, Username};
+
+/// An operator: a pay-TV company or telco reselling Netflix, the tenant every charge,
+/// user and key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub id: i64,
+    pub code: OperatorCode,
+    pub name: String,
+    pub local_currency: Currency,
+}
 
 /// A user as `user list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

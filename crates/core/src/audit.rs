@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::charge::{Charge, ChargeStatus};
 use crate::clock::Timestamp;
+use crate::error::StoreResult;
 use crate::money::Money;
-use crate::store::StoreResult;
 use crate::text::{ChargeNumber, CustomerId, OperatorCode};
 
 /// An event of a charge's history, as the API names it.

@@ -17,8 +17,7 @@ use crate::charge::ChargeStatus;
 use crate::clock::Timestamp;
 use crate::text::{ChargeNumber, CustomerId, ReferenceNumber};
 
-/// Most items one call may carry.
-pub const MAX_ITEMS: usize = 50;
+pub use crate::limits::MAX_ITEMS;
 
 /// The three batch methods. They differ only in the data below; one mechanism runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

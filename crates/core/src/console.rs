@@ -10,7 +10,7 @@ use crate::accounts::UserSummary;
 use crate::apikey::ApiKeyInfo;
 use crate::charge::{Charge, ChargeStatus, StatusGroup};
 use crate::clock::Timestamp;
-use crate::store::StoreResult;
+use crate::error::StoreResult;
 use crate::subscription::{LifeCycleState, NetflixState};
 use crate::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 use crate::token::TokenHash;

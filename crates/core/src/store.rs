@@ -13,47 +13,8 @@ use crate::money::{Currency, Money};
 use crate::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 use crate::token::TokenHash;
 
-/// What can go wrong in a store, sorted by what the caller should do about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The database is unreachable, busy or timed out. Nothing was applied; retrying
-    /// later may succeed. Answered as `503 SERVICE_UNAVAILABLE`.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// The write would break a uniqueness rule (an operator code or user name taken).
-    #[error("{0}")]
-    Conflict(String),
-    /// Anything else: a bug or a damaged database. Answered as `500 INTERNAL_ERROR`.
-    #[error("database error: {0}")]
-    Internal(String),
-    /// The connection was lost while a transaction committed, and whether it committed
-    /// could not be found out in time. Answered as `503 SERVICE_UNAVAILABLE` saying so; a
-    /// retry of the same call is safe (it is an idempotent replay if it was applied).
-    #[error("outcome unknown: {0}")]
-    OutcomeUnknown(String),
-}
-
-impl StoreError {
-    /// The explanation without the kind, for wrapping in a message of one's own.
-    pub fn into_message(self) -> String {
-        match self {
-            StoreError::Unavailable(m)
-            | StoreError::Conflict(m)
-            | StoreError::Internal(m)
-            | StoreError::OutcomeUnknown(m) => m,
-        }
-    }
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operator {
-    pub id: i64,
-    pub code: OperatorCode,
-    pub name: String,
-    pub local_currency: Currency,
-}
+pub use crate::accounts::Operator;
+pub use crate::error::{StoreError, StoreResult};
 
 #[derive(Debug, Clone)]
 pub struct NewOperator {

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use crate::apikey::{ApiKeyInfo, KeyHash, KeyLogin, NewApiKey, RevokeOutcome};
 use crate::clock::Timestamp;
+use crate::error::StoreResult;
 use crate::money::Money;
-use crate::store::StoreResult;
 use crate::text::{CustomerId, OperatorCode, TextError};
 use crate::token::TokenHash;
 

@@ -122,7 +122,7 @@ async fn prepare(path: &Path, n: usize) {
         .create_user(&NewUser {
             operator_id: op.id,
             username: Username::parse("bench").unwrap(),
-            password_hash: chargegate::passwords::hash("bench-pw").unwrap(),
+            password_hash: chargegate::auth::passwords::hash("bench-pw").unwrap(),
         })
         .await
         .unwrap();

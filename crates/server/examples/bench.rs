@@ -494,7 +494,7 @@ fn static_server(listen: &str, body_file: &str, stack: bool) {
             let metrics = Arc::new(chargegate::metrics::Metrics::new());
             let app = app.layer(axum::middleware::from_fn_with_state(
                 metrics.clone(),
-                chargegate::api::context::track,
+                chargegate::edge::context::track,
             ));
             let forever = std::future::pending::<()>();
             chargegate::edge::serve(listener, app, Default::default(), metrics, forever)

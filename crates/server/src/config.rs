@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::console::settings::ConsoleSettings;
+pub use crate::console::settings::SecureCookies;
+use crate::edge::{EdgeSettings, HttpErrors};
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -72,7 +76,7 @@ pub struct Settings {
     pub password_checks: u32,
     /// `rest`: errors carry the HTTP status of their code; `crm`: every envelope is
     /// answered with HTTP 200, as clients written for CRM.COM expect.
-    pub http_errors: crate::edge::HttpErrors,
+    pub http_errors: HttpErrors,
     /// Whether `/console/` is served (`serve --no-console` turns it off).
     pub console: bool,
     /// When console cookies carry `Secure`: `true`, `false`, or `auto` (the request came
@@ -89,61 +93,6 @@ pub struct Settings {
     pub outbox_webhook: String,
     /// The HMAC-SHA256 key of the webhook's signatures. Never logged.
     pub outbox_webhook_secret: String,
-}
-
-/// When the console's cookies are marked `Secure`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SecureCookies {
-    Always,
-    Never,
-    /// When the request came over HTTPS: through a trusted proxy that says so.
-    #[default]
-    Auto,
-}
-
-impl SecureCookies {
-    fn as_str(&self) -> &'static str {
-        match self {
-            SecureCookies::Always => "true",
-            SecureCookies::Never => "false",
-            SecureCookies::Auto => "auto",
-        }
-    }
-}
-
-impl Serialize for SecureCookies {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-// `true`, `false` (TOML booleans or text, as the environment gives them) or `auto`.
-impl<'de> Deserialize<'de> for SecureCookies {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = SecureCookies;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false or \"auto\"")
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<SecureCookies, E> {
-                Ok(if v {
-                    SecureCookies::Always
-                } else {
-                    SecureCookies::Never
-                })
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecureCookies, E> {
-                match v.trim() {
-                    "true" => Ok(SecureCookies::Always),
-                    "false" => Ok(SecureCookies::Never),
-                    "auto" => Ok(SecureCookies::Auto),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
-                }
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
 }
 
 impl Default for Settings {
@@ -168,7 +117,7 @@ impl Default for Settings {
             rate_limit: 0,
             rate_limit_burst: 0,
             password_checks: 2,
-            http_errors: crate::edge::HttpErrors::Rest,
+            http_errors: HttpErrors::Rest,
             console: true,
             console_secure_cookies: SecureCookies::Auto,
             console_session_ttl: 8 * 3600,
@@ -358,7 +307,7 @@ impl Settings {
         }
         self.trusted_proxy_addresses()?;
         if !self.outbox_webhook.is_empty() {
-            crate::outbox_push::Webhook::parse(
+            crate::jobs::outbox_push::Webhook::parse(
                 &self.outbox_webhook,
                 self.outbox_webhook_secret.clone(),
             )?;
@@ -385,8 +334,8 @@ impl Settings {
     }
 
     /// The console's settings.
-    pub fn console(&self) -> crate::console::ConsoleSettings {
-        crate::console::ConsoleSettings {
+    pub fn console(&self) -> ConsoleSettings {
+        ConsoleSettings {
             enabled: self.console,
             secure_cookies: self.console_secure_cookies,
             sessions: chargegate_core::console::SessionPolicy {
@@ -398,9 +347,9 @@ impl Settings {
     }
 
     /// The HTTP edge's limits.
-    pub fn edge(&self) -> crate::edge::EdgeSettings {
+    pub fn edge(&self) -> EdgeSettings {
         use std::time::Duration;
-        crate::edge::EdgeSettings {
+        EdgeSettings {
             header_timeout: Duration::from_secs(self.header_timeout),
             body_timeout: Duration::from_secs(self.body_timeout),
             max_connections: self.max_connections as usize,

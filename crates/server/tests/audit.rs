@@ -145,7 +145,7 @@ on_every_backend! {
             .create_user(&chargegate_core::store::NewUser {
                 operator_id: op,
                 username: chargegate_core::text::Username::parse("second").unwrap(),
-                password_hash: chargegate::passwords::hash("second-pw").unwrap(),
+                password_hash: chargegate::auth::passwords::hash("second-pw").unwrap(),
             })
             .await
             .unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use chargegate::app::AuthSettings;
+use chargegate::state::AuthSettings;
 use chargegate_core::store::LoginPolicy;
 use common::*;
 use serde_json::json;

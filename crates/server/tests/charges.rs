@@ -277,7 +277,7 @@ pci,M4,c,1500,JPY,9.30,2026-12-31,2026-11-01T00:00:04
 pci,M5,c,12.50,USD,11.7,2026-12-31,2026-11-01T00:00:05
 kw,M6,c,1.005,KWD,,2026-12-31,2026-11-01T00:00:06
 ").unwrap();
-        chargegate::csv_import::import(srv.store.as_ref(), &csv).await.unwrap();
+        chargegate::cli::csv_import::import(srv.store.as_ref(), &csv).await.unwrap();
         let token = srv.login().await;
         let r = srv.get(&format!("{}&fields_set=number,amount,currency,local_currency_amount", list_url(&token, "NOT_PROCESSED", 50, 0))).await;
         let text = &r.text;
@@ -304,7 +304,7 @@ operator,number,billing_system_customer_identifier,amount,currency,paid_through_
 pci,F1,c,1,EUR,2026-12-31,2026-10-01T08:00:00,BAD_REQUEST
 pci,F2,c,1,EUR,2026-12-31,2026-10-01T08:00:01,REJECTED
 ").unwrap();
-        chargegate::csv_import::import(srv.store.as_ref(), &csv).await.unwrap();
+        chargegate::cli::csv_import::import(srv.store.as_ref(), &csv).await.unwrap();
         let token = srv.login().await;
         let processed = srv.list_all(&token, "PROCESSED").await;
         assert_eq!(processed[0]["charge_status"], "BAD_REQUEST");

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chargegate::app::AuthSettings;
+use chargegate::state::AuthSettings;
 use chargegate_store::StoreOptions;
 use common::proxy::{AtCommit, Proxy};
 use common::*;

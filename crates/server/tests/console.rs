@@ -8,9 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chargegate::app::AuthSettings;
-use chargegate::config::SecureCookies;
 use chargegate::console::ConsoleSettings;
+use chargegate::console::SecureCookies;
+use chargegate::state::AuthSettings;
 use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey};
 use chargegate_core::console::SessionPolicy;
 use chargegate_core::store::LoginPolicy;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use chargegate::app::AuthSettings;
+use chargegate::auth::ratelimit::OperatorRateLimit;
 use chargegate::edge::{EdgeSettings, HttpErrors};
-use chargegate::ratelimit::OperatorRateLimit;
+use chargegate::state::AuthSettings;
 use chargegate_core::clock::Timestamp;
 use chargegate_core::store::NewToken;
 use chargegate_core::token::Token;

@@ -9,8 +9,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chargegate::auth::ratelimit::OperatorRateLimit;
 use chargegate::edge::EdgeSettings;
-use chargegate::ratelimit::OperatorRateLimit;
 use common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -123,7 +123,7 @@ fn the_document_is_openapi_3_1_and_describes_every_method_with_its_verb() {
 fn the_document_lists_every_status_code_and_item_error_code() {
     let document = generated();
     let codes = strings(&schema(&document, "StatusCode")["enum"]);
-    let expected: Vec<&str> = chargegate::api::error::Code::ALL
+    let expected: Vec<&str> = chargegate::edge::error::Code::ALL
         .iter()
         .map(|c| c.as_str())
         .collect();
@@ -145,7 +145,7 @@ fn the_document_lists_every_status_code_and_item_error_code() {
 fn every_error_response_names_codes_whose_http_status_it_is() {
     let document = generated();
     let http_of = |name: &str| {
-        chargegate::api::error::Code::ALL
+        chargegate::edge::error::Code::ALL
             .into_iter()
             .find(|c| c.as_str() == name)
             .unwrap_or_else(|| panic!("unknown code {name}"))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use chargegate::outbox_push::{self, Webhook};
+use chargegate::jobs::outbox_push::{self, Webhook};
 use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};

@@ -250,7 +250,7 @@ pub async fn fill(store: &dyn Database, charges: usize) {
         .create_user(&NewUser {
             operator_id: op.id,
             username: Username::parse("bench").unwrap(),
-            password_hash: chargegate::passwords::hash("bench-pw").unwrap(),
+            password_hash: chargegate::auth::passwords::hash("bench-pw").unwrap(),
         })
         .await
         .unwrap();

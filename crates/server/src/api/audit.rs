@@ -10,24 +10,20 @@ use chargegate_core::audit::{
 };
 use chargegate_core::charge::Charge;
 use chargegate_core::clock::Timestamp;
+use chargegate_core::limits::{DEFAULT_FEED_PAGE, MAX_FEED_PAGE};
 use chargegate_core::text::{ChargeNumber, TextError};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::auth::{Caller, authenticate};
-use super::charges::{plain_integer, repeated_parameter, shown};
-use super::envelope::{Envelope, JsonAmount};
-use super::error::{ApiError, Code};
-use super::{extract, openapi};
-use crate::app::AppState;
-
-/// Where chargegate's own methods live, beside CRM.COM's.
-pub const EXTENSIONS: &str = "/chargegate/v1";
-
-/// Most entries one page of the feed holds, and how many when `limit` is absent.
-pub const MAX_FEED_PAGE: u32 = 1000;
-pub const DEFAULT_FEED_PAGE: u32 = 100;
+use super::doc as openapi;
+use super::paths::EXTENSIONS;
+use crate::auth::{Caller, authenticate};
+use crate::edge::envelope::{Envelope, JsonAmount};
+use crate::edge::error::{ApiError, Code};
+use crate::edge::extract;
+use crate::edge::extract::{plain_integer, repeated_parameter, shown};
+use crate::state::AppState;
 
 /// A charge as `charges/show` shows it: the thirteen fields of the contract, then what
 /// chargegate adds.

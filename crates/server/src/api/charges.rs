@@ -13,6 +13,7 @@ use chargegate_core::batch::{
 };
 use chargegate_core::charge::{Charge, ChargeField, StatusGroup};
 use chargegate_core::clock::Timestamp;
+use chargegate_core::limits::{MAX_OFFSET, MAX_PAGE};
 use chargegate_core::store::{Authorized, ListQuery, TokenBatch, TokenRecord};
 use chargegate_core::text::{ChargeNumber, CustomerId, ReferenceNumber, TextError};
 use serde::Serialize;
@@ -20,14 +21,14 @@ use serde::ser::SerializeMap;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::BASE;
-use super::auth::{admit, authenticate, vouch};
-use super::context::RequestId;
-use super::envelope::{Empty, Envelope, JsonAmount};
-use super::error::{ApiError, Code};
-use super::extract::{self, JsonObject};
-use super::openapi;
-use crate::app::AppState;
+use super::doc as openapi;
+use super::paths::BASE;
+use crate::auth::{admit, authenticate, vouch};
+use crate::edge::context::RequestId;
+use crate::edge::envelope::{Empty, Envelope, JsonAmount};
+use crate::edge::error::{ApiError, Code};
+use crate::edge::extract::{self, JsonObject, plain_integer, repeated_parameter, shown};
+use crate::state::AppState;
 
 /// Accept charges: bill the customers.
 ///
@@ -351,9 +352,6 @@ fn parse_item(set: &str, index: usize, item: &Value) -> ItemInput {
 
 // ---- list -------------------------------------------------------------------------------
 
-/// Most charges one page of `charges/list` returns.
-pub const MAX_PAGE: u32 = 50;
-
 #[derive(Debug, Serialize, ToSchema)]
 struct ChargesSet {
     /// The page of charges, oldest first (by `received_on`, then `number`).
@@ -419,42 +417,6 @@ impl Serialize for ChargeView {
         }
         map.end()
     }
-}
-
-/// Largest `offset` of `charges/list` (the databases count rows in signed 64 bits).
-pub const MAX_OFFSET: u64 = i64::MAX as u64;
-
-/// An integer written in plain decimal digits: no sign, no space, no leading zero (other
-/// than `0` itself), no exponent. Anything else is not a number here, so every parser in
-/// front of chargegate reads the same value.
-pub fn plain_integer(text: &str) -> Option<u64> {
-    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    let canonical = text == "0" || !text.starts_with('0');
-    if digits && canonical {
-        text.parse().ok()
-    } else {
-        None
-    }
-}
-
-/// A client's value, cut short, for a message.
-pub(crate) fn shown(value: &str) -> String {
-    const MAX: usize = 64;
-    if value.chars().count() <= MAX {
-        value.to_owned()
-    } else {
-        value.chars().take(MAX).chain("…".chars()).collect()
-    }
-}
-
-/// The first query parameter given more than once, if any. Every parameter, `token`
-/// included, is read once: a repeat is refused rather than read as the first or the last.
-pub fn repeated_parameter(query: &[(String, String)]) -> Option<&str> {
-    query
-        .iter()
-        .enumerate()
-        .find(|(i, (k, _))| query[..*i].iter().any(|(earlier, _)| earlier == k))
-        .map(|(_, (k, _))| k.as_str())
 }
 
 /// The parameters of `charges/list`, checked.

@@ -8,68 +8,35 @@
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
-use chargegate_core::apikey::ApiKey;
+use axum::http::HeaderMap;
 use chargegate_core::charge::ChargeStatus;
 use chargegate_core::clock::{Date, Timestamp};
 use chargegate_core::connector::{
-    Activation, ActivationOutcome, ConnectorActor, ConnectorCaller, DEFAULT_EVENTS, EventSubject,
-    EventType, IntakeInput, IntakeItem, IntakeOutcome, IntakeRequest, ItemCode, ItemFailure,
-    MAX_EVENTS, MAX_ITEMS, MAX_NETFLIX_ID_CHARS, MAX_REASON_CHARS, NetflixStateReport, OutboxEvent,
-    PromotionInput, PromotionUpsert, VerdictInput, VerdictItem, VerdictOutcome, VerdictRequest,
+    Activation, ActivationOutcome, ConnectorActor, ConnectorCaller, DEFAULT_EVENTS, EventType,
+    IntakeInput, IntakeItem, IntakeOutcome, IntakeRequest, ItemCode, ItemFailure, MAX_EVENTS,
+    MAX_ITEMS, MAX_NETFLIX_ID_CHARS, MAX_REASON_CHARS, NetflixStateReport, PromotionInput,
+    PromotionUpsert, VerdictInput, VerdictItem, VerdictOutcome, VerdictRequest,
 };
 use chargegate_core::money::{Currency, Money};
 use chargegate_core::subscription::{NetflixState, Promotion, PromotionCode};
 use chargegate_core::text::{ChargeNumber, CustomerId};
 use chargegate_core::token::Token;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::charges::{plain_integer, repeated_parameter, shown};
-use super::connector_doc as doc;
-use super::context::RequestId;
-use super::envelope::{Empty, Envelope, JsonAmount};
-use super::error::{ApiError, Code};
-use super::extract::JsonObject;
-use super::openapi;
-use crate::app::AppState;
-
-/// Where the connector API lives.
-pub const CONNECTOR: &str = "/chargegate/v1/connector";
+use super::doc as openapi;
+use super::doc::connector as doc;
+use super::paths::CONNECTOR;
+use crate::auth::connector::connector;
+use crate::edge::context::RequestId;
+use crate::edge::envelope::{Empty, Envelope};
+use crate::edge::error::{ApiError, Code};
+use crate::edge::event::event_json;
+use crate::edge::extract::{JsonObject, plain_integer, repeated_parameter, shown};
+use crate::state::AppState;
 
 /// Longest promotion name and description accepted, in characters.
 const MAX_PROMOTION_TEXT: usize = 512;
-
-fn refused() -> ApiError {
-    ApiError::new(
-        Code::InvalidToken,
-        "a valid connector key is required as Authorization: Bearer <key>",
-    )
-    .with_description("Authorization")
-}
-
-/// The connector key of a request, checked: missing, malformed, unknown or revoked keys
-/// (operator tokens included) are `401 INVALID_TOKEN`.
-pub async fn connector(state: &AppState, headers: &HeaderMap) -> Result<ConnectorCaller, ApiError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(refused());
-    };
-    let text = value.to_str().map_err(|_| refused())?;
-    let (scheme, key) = text.split_once(' ').ok_or_else(refused)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(refused());
-    }
-    let key = ApiKey::parse(key.trim()).ok_or_else(refused)?;
-    let caller = state
-        .store
-        .connector_key(&key.hash())
-        .await?
-        .filter(|c| !c.revoked)
-        .ok_or_else(refused)?;
-    super::auth::admit_operator(state, caller.operator_code.as_str())?;
-    Ok(caller)
-}
 
 fn actor(state: &AppState, caller: &ConnectorCaller, request_id: String) -> ConnectorActor {
     ConnectorActor {
@@ -455,90 +422,6 @@ pub async fn verdicts(
     } else {
         BatchData::Failed { charges: failures }
     }))
-}
-
-/// An event as the connector receives it.
-pub fn event_json(event: &OutboxEvent) -> Value {
-    let stamp = |t: Option<Timestamp>| t.map(|t| t.to_string());
-    let mut object = json!({
-        "id": event.id.to_string(),
-        "type": event.kind.as_str(),
-        "operator": event.operator.as_str(),
-        "occurred_on": event.occurred_on.to_string(),
-    });
-    let Some(map) = object.as_object_mut() else {
-        return object;
-    };
-    match &event.subject {
-        EventSubject::Charge {
-            charge: c,
-            netflix_charge_id,
-        } => {
-            let amount = |m: Money| serde_json::to_value(JsonAmount(m)).unwrap_or(Value::Null);
-            map.insert(
-                "charge".into(),
-                json!({
-                    "number": c.number.as_str(),
-                    "billing_system_customer_identifier": c.customer.as_str(),
-                    "amount": amount(c.amount),
-                    "currency": c.amount.currency().code(),
-                    "local_currency_amount": amount(c.local_amount),
-                    "local_currency": c.local_amount.currency().code(),
-                    "paid_through_date": c.paid_through_date.to_string(),
-                    "charge_status": c.status.as_str(),
-                    "received_on": c.received_on.to_string(),
-                    "set_as_approved_on": stamp(c.set_as_approved_on),
-                    "set_as_declined_on": stamp(c.set_as_declined_on),
-                    "set_as_bad_request_on": stamp(c.set_as_bad_request_on),
-                    "set_as_rejected_request_on": stamp(c.set_as_rejected_on),
-                    "netflix_charge_identifier": netflix_charge_id,
-                }),
-            );
-            map.insert(
-                "reference_number".into(),
-                event
-                    .reference_number
-                    .clone()
-                    .map_or(Value::Null, Value::String),
-            );
-        }
-        EventSubject::Subscription(s) => {
-            let mut subscription = json!({
-                "subscription_number": s.number,
-                "billing_system_customer_identifier": s.customer.as_str(),
-                "netflix_customer_identifier": s.netflix_customer,
-                "life_cycle_state": s.state.as_str(),
-                "netflix_sate": s.netflix_state.as_str(),
-                "created_on": s.created_on.to_string(),
-                "cancelled_on": stamp(s.cancelled_on),
-            });
-            if let (Some((details, channel)), Some(sub)) =
-                (&s.customer_details, subscription.as_object_mut())
-            {
-                let object = |text: &Option<String>| {
-                    text.as_deref()
-                        .and_then(|t| serde_json::from_str::<Value>(t).ok())
-                        .unwrap_or(Value::Null)
-                };
-                sub.insert(
-                    "customer".into(),
-                    json!({
-                        "customer_first_name": details.first_name,
-                        "customer_last_name": details.last_name,
-                        "customer_address": object(&details.address),
-                        "customer_email": object(&details.email),
-                        "customer_phone": object(&details.phone),
-                    }),
-                );
-                sub.insert(
-                    "channel".into(),
-                    channel.clone().map_or(Value::Null, Value::String),
-                );
-            }
-            map.insert("subscription".into(), subscription);
-        }
-    }
-    object
 }
 
 #[derive(Debug, Serialize)]

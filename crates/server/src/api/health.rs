@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use axum::extract::State;
 
-use super::envelope::{Empty, Envelope};
-use super::error::ApiError;
-use crate::app::AppState;
+use crate::edge::envelope::{Empty, Envelope};
+use crate::edge::error::ApiError;
+use crate::state::AppState;
 
 /// `200` while the process serves; touches no database.
 pub async fn live() -> Envelope<Empty> {
@@ -34,8 +34,7 @@ mod tests {
     use chargegate_store::{SqliteStore, StoreOptions};
     use tower::ServiceExt;
 
-    use crate::app::{AppState, AuthSettings};
-    use crate::passwords::Passwords;
+    use crate::state::AppState;
 
     async fn probe(router: &axum::Router, path: &str) -> (StatusCode, serde_json::Value) {
         let response = router
@@ -59,17 +58,9 @@ mod tests {
                 .expect("open"),
         );
         store.migrate().await.expect("migrate");
-        let router = crate::api::router(AppState {
-            store: store.clone(),
-            clock: Arc::new(chargegate_core::clock::SystemClock),
-            passwords: Arc::new(Passwords::new(1).expect("passwords")),
-            auth: AuthSettings::default(),
-            metrics: Default::default(),
-            edge: Default::default(),
-            rate_limit: Default::default(),
-            token_secrets: Default::default(),
-            console: Default::default(),
-        });
+        let state =
+            AppState::new(store.clone(), &crate::config::Settings::default()).expect("state");
+        let router = crate::api::router().with_state(state);
         assert_eq!(probe(&router, "/readyz").await.0, StatusCode::OK);
 
         store.close().await;

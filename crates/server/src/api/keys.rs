@@ -6,13 +6,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use chargegate_core::apikey::ApiKey;
 
-use super::BASE;
 use super::auth::TokenData;
-use super::envelope::Envelope;
-use super::error::{ApiError, Code};
-use super::extract;
-use super::openapi;
-use crate::app::AppState;
+use super::doc as openapi;
+use super::paths::BASE;
+use crate::edge::envelope::Envelope;
+use crate::edge::error::{ApiError, Code};
+use crate::edge::extract;
+use crate::state::AppState;
 
 /// Log in with a web API key.
 ///
@@ -71,7 +71,7 @@ pub async fn login_with_key(
         state.metrics.login_failed();
         return Err(invalid_key());
     };
-    let token = super::auth::issue_token(
+    let token = crate::auth::issue_token(
         &state,
         login.user_id,
         Some(login.key_id),

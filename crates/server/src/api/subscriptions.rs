@@ -19,15 +19,15 @@ use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::BASE;
-use super::auth::{Caller, authenticate};
-use super::charges::{repeated_parameter, shown};
-use super::context::RequestId;
-use super::envelope::{Empty, Envelope, JsonAmount};
-use super::error::{ApiError, Code};
-use super::extract::{self, JsonObject};
-use super::openapi;
-use crate::app::AppState;
+use super::doc as openapi;
+use super::paths::BASE;
+use crate::auth::{Caller, authenticate};
+use crate::edge::context::RequestId;
+use crate::edge::envelope::{Empty, Envelope, JsonAmount};
+use crate::edge::error::{ApiError, Code};
+use crate::edge::extract::{self, JsonObject};
+use crate::edge::extract::{repeated_parameter, shown};
+use crate::state::AppState;
 
 /// Longest customer name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -105,7 +105,7 @@ fn optional_object(body: &Map<String, Value>, field: &str) -> Result<Option<Stri
 
 fn mandatory_customer(body: &Map<String, Value>) -> Result<CustomerId, ApiError> {
     let field = "billing_system_customer_identifier";
-    let value = super::auth::required_string(body, field)?;
+    let value = crate::edge::extract::required_string(body, field)?;
     customer_id(value, field)
 }
 

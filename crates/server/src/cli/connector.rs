@@ -8,8 +8,8 @@ use chargegate_core::connector::{CONNECTOR_KEY_MARK, NewConnectorKey};
 use chargegate_core::text::OperatorCode;
 use clap::Subcommand;
 
-use super::{database_label, open_store};
 use crate::config::Settings;
+use crate::database::{database_label, open_store};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ConnectorKeyCommand {

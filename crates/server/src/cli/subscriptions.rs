@@ -9,8 +9,9 @@ use chargegate_core::subscription::{NewPromotion, Promotion, PromotionCode};
 use chargegate_core::text::{OperatorCode, Username};
 use clap::Subcommand;
 
-use super::{conflict_as_message, database_label, open_store};
+use super::common::conflict_as_message;
 use crate::config::Settings;
+use crate::database::{database_label, open_store};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum KeyCommand {
@@ -84,10 +85,10 @@ pub(super) enum PromotionCommand {
 /// `YYYY-MM-DD` meaning 00:00:00 that day.
 fn time(text: &str) -> Result<Timestamp, String> {
     if text.len() == 10 {
-        return crate::input::timestamp(&format!("{text}T00:00:00"))
-            .map_err(|_| crate::input::date(text).err().unwrap_or_default());
+        return super::input::timestamp(&format!("{text}T00:00:00"))
+            .map_err(|_| super::input::date(text).err().unwrap_or_default());
     }
-    crate::input::timestamp(text)
+    super::input::timestamp(text)
 }
 
 async fn operator_id(store: &dyn Database, code: &str) -> anyhow::Result<i64> {

@@ -6,9 +6,9 @@ use chargegate_core::clock::Timestamp;
 use chargegate_core::store::TokenSecret;
 use clap::Subcommand;
 
-use super::{database_label, open_store};
+use crate::auth::jwt::{self, ROTATION_SLACK_SECONDS};
 use crate::config::Settings;
-use crate::jwt::{self, ROTATION_SLACK_SECONDS};
+use crate::database::{database_label, open_store};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum TokenSecretCommand {

@@ -12,7 +12,7 @@
 //! - Decisions go through the same batch engine as the API, marked as made in the
 //!   console so the history names the actor `console:<username>`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -23,20 +23,23 @@ use axum::routing::{get, post};
 use axum::{Extension, Router, middleware};
 use chargegate_core::StoreError;
 use chargegate_core::batch::{Batch, ItemInput, ItemRequest, Method, Verdict};
-use chargegate_core::charge::StatusGroup;
-use chargegate_core::console::{ChargeSearch, NewSession, SessionPolicy, SessionRecord};
+use chargegate_core::console::{ChargeSearch, NewSession};
 use chargegate_core::subscription::{LOOK_BACK_MONTHS, ShowOutcome, ShowQuery, months_before};
 use chargegate_core::text::{ChargeNumber, CustomerId, ReferenceNumber};
-use chargegate_core::token::{TOKEN_BYTES, Token, TokenHash};
+use chargegate_core::token::{TOKEN_BYTES, Token};
 use serde::Deserialize;
 
-use crate::api::auth::check_credentials;
-use crate::api::context::RequestId;
-use crate::api::error::{ApiError, Code};
-use crate::app::AppState;
-use crate::config::SecureCookies;
+use crate::auth::check_credentials;
+use crate::edge::context::RequestId;
+use crate::edge::error::{ApiError, Code};
+use crate::state::AppState;
+use forms::{ChargeFilter, SignInForm, Signed};
 
+mod forms;
 mod pages;
+pub mod settings;
+
+pub use settings::{ConsoleSettings, SecureCookies};
 
 /// The session cookie.
 const SESSION_COOKIE: &str = "cg_session";
@@ -46,28 +49,6 @@ const SIGN_IN_COOKIE: &str = "cg_signin";
 const CSRF_PURPOSE: &str = "chargegate console csrf";
 /// Rows of the charge table per page.
 const PAGE_ROWS: u32 = 25;
-
-/// The console's settings.
-#[derive(Debug, Clone)]
-pub struct ConsoleSettings {
-    /// Whether `/console/` is served at all.
-    pub enabled: bool,
-    pub secure_cookies: SecureCookies,
-    pub sessions: SessionPolicy,
-    /// Proxies whose `X-Forwarded-Proto` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
-}
-
-impl Default for ConsoleSettings {
-    fn default() -> Self {
-        ConsoleSettings {
-            enabled: true,
-            secure_cookies: SecureCookies::Auto,
-            sessions: SessionPolicy::default(),
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
 
 /// The console's routes (mounted only when it is enabled).
 pub fn router() -> Router<AppState> {
@@ -206,14 +187,6 @@ impl IntoResponse for Failure {
 
 type Answer = Result<Response, Failure>;
 
-/// A signed-in request.
-pub(crate) struct Signed {
-    pub record: SessionRecord,
-    hash: TokenHash,
-    /// The token every changing form of this session carries.
-    pub csrf: String,
-}
-
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -306,19 +279,6 @@ fn random_secret() -> Result<Token, Failure> {
     let mut bytes = [0u8; TOKEN_BYTES];
     getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
     Ok(Token::from_random_bytes(bytes))
-}
-
-/// What the sign-in form remembers between attempts (never the password).
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct SignInForm {
-    #[serde(default)]
-    pub username: String,
-    #[serde(default)]
-    pub password: String,
-    #[serde(default)]
-    pub organisation: String,
-    #[serde(default)]
-    pub csrf: String,
 }
 
 /// The sign-in page with a fresh double-submit token.
@@ -482,31 +442,6 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     let now = state.clock.now();
     let overview = state.store.overview(signed.record.operator_id, now).await?;
     Ok(Html(pages::overview(&signed, &overview, now).into_string()).into_response())
-}
-
-/// The charge table's filter, as the query string carries it.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct ChargeFilter {
-    /// `all` (or empty), `pending`, `processed`.
-    #[serde(default)]
-    pub status: String,
-    #[serde(default)]
-    pub customer: String,
-    #[serde(default)]
-    pub number: String,
-    /// 1-based.
-    #[serde(default)]
-    pub page: Option<u64>,
-}
-
-impl ChargeFilter {
-    fn group(&self) -> Option<StatusGroup> {
-        match self.status.as_str() {
-            "pending" => Some(StatusGroup::NotProcessed),
-            "processed" => Some(StatusGroup::Processed),
-            _ => None,
-        }
-    }
 }
 
 async fn charges(

@@ -12,7 +12,7 @@ use chargegate_core::money::Money;
 use chargegate_core::subscription::{LifeCycleState, Subscription, formatted_price};
 use maud::{DOCTYPE, Markup, html};
 
-use super::{ChargeFilter, SignInForm, Signed};
+use super::forms::{ChargeFilter, SignInForm, Signed};
 
 /// Percent-encodes text for a path segment or a query value.
 pub(crate) fn encode(text: &str) -> String {

@@ -5,8 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chargegate::app::{self, AppState, AuthSettings};
-use chargegate::passwords::{self, Passwords};
+use chargegate::auth::passwords;
+use chargegate::config::Settings;
+use chargegate::server::Server;
+use chargegate::state::{AppState, AuthSettings};
 use chargegate_core::Database;
 use chargegate_core::clock::Clock;
 use chargegate_core::clock::{Date, Timestamp};
@@ -117,7 +119,7 @@ pub struct TestServer {
     pub metrics: Arc<chargegate::metrics::Metrics>,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 pub async fn open_store(db: &TestDb) -> Arc<dyn Database> {
@@ -179,6 +181,9 @@ impl TestServer {
         server
     }
 
+    /// A server built by the composition root that `chargegate serve` uses
+    /// ([`Server::build`]), on a free port, over the database `db`; `tweak` then adjusts
+    /// its state (edge limits, rate limit, …) before it serves.
     pub async fn start_tweaked(
         db: Arc<TestDb>,
         auth: AuthSettings,
@@ -186,26 +191,22 @@ impl TestServer {
         tweak: impl FnOnce(&mut AppState),
     ) -> TestServer {
         let store = open_store_with(&db, options).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let clock = Arc::new(MovableClock::default());
-        let mut state = AppState {
-            store: store.clone(),
-            clock: clock.clone(),
-            passwords: Arc::new(Passwords::new(2).expect("passwords")),
-            auth,
-            metrics: Default::default(),
-            edge: Default::default(),
-            rate_limit: Default::default(),
-            token_secrets: Default::default(),
-            console: Default::default(),
+        let settings = Settings {
+            listen: "127.0.0.1:0".into(),
+            ..Settings::default()
         };
-        tweak(&mut state);
+        let mut server = Server::build(&settings, store.clone())
+            .await
+            .expect("build the server");
+        let addr = server.address();
+        let clock = Arc::new(MovableClock::default());
+        let state = server.state_mut();
+        state.clock = clock.clone();
+        state.auth = auth;
+        tweak(state);
         let metrics = state.metrics.clone();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(app::serve(listener, state, async move {
+        let task = tokio::spawn(server.run_until(async move {
             let _ = rx.await;
         }));
         TestServer {

@@ -4,7 +4,7 @@
 //! send a request head (`header_read_timeout`, which also runs while a kept-alive
 //! connection waits for its next request, so it closes idle connections too) and the size
 //! of a head (`max_buf_size`, `max_headers`). tower-http's `RequestBodyTimeoutLayer`
-//! bounds the time to receive a body (see [`crate::api::router`]). Around hyper this
+//! bounds the time to receive a body (see [`middleware::around`]). Around hyper this
 //! module adds what it does not offer:
 //!
 //! - a cap on open connections: past it, a new connection gets an immediate
@@ -32,10 +32,18 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
 
-use crate::api::context::new_request_id;
-use crate::api::envelope::{Empty, Envelope};
-use crate::api::error::Code;
 use crate::metrics::Metrics;
+use context::new_request_id;
+use envelope::{Empty, Envelope};
+use error::Code;
+
+pub mod code;
+pub mod context;
+pub mod envelope;
+pub mod error;
+pub mod event;
+pub mod extract;
+pub mod middleware;
 
 /// Limits of the HTTP edge. Defaults suit a server facing billing systems over the
 /// internet; see the README's configuration table.

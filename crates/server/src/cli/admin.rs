@@ -13,9 +13,9 @@ use chargegate_core::store::Operator;
 use chargegate_core::text::{ChargeNumber, OperatorCode, Username};
 
 use crate::api::audit::{ChargeShow, DecisionItem};
-use crate::cli::{database_label, open_store};
+use crate::auth::passwords;
 use crate::config::Settings;
-use crate::passwords;
+use crate::database::{database_label, open_store};
 
 /// Entries per read of an export: large enough that a read costs little per row, small
 /// enough that memory stays flat whatever the window holds.
@@ -29,7 +29,7 @@ pub fn time_argument(name: &str, text: &str) -> anyhow::Result<Timestamp> {
     } else {
         text.to_owned()
     };
-    crate::input::timestamp(&full).map_err(|e| {
+    super::input::timestamp(&full).map_err(|e| {
         anyhow!(
             "{name}: {}",
             e.replace(&format!("'{full}'"), &format!("'{text}'"))
@@ -181,7 +181,7 @@ pub async fn user_passwd(
         Ok(op)
     })
     .await?;
-    let password = crate::cli::read_password("nothing was changed")?;
+    let password = super::common::read_password("nothing was changed")?;
     let hash = tokio::task::spawn_blocking(move || passwords::hash(&password))
         .await
         .context("password hashing stopped")??;

@@ -16,16 +16,20 @@ use std::collections::BTreeMap;
 
 use chargegate_core::batch::ItemErrorCode as ItemCode;
 use chargegate_core::charge::{ChargeField, ChargeStatus, StatusGroup};
-use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, KnownFormat, RefOr, Required, Response, Schema};
+use utoipa::openapi::{KnownFormat, RefOr, Required, Response, Schema};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::connector_doc::ConnectorKey;
-use super::error::Code;
+use self::connector::ConnectorKey;
+use crate::edge::envelope::{StatusCode, string_enum};
+use crate::edge::error::Code;
+
+pub mod connector;
+pub mod shared;
+
+use shared::{AUTHENTICATED, BODY, EVERY, codes, error_responses, query_parameter};
 
 /// The document's root: title, version, the rules every method shares, tags and the
 /// ways a token may travel. The paths are added by [`super::routes`].
@@ -154,40 +158,6 @@ impl Modify for TokenTransports {
         );
     }
 }
-
-/// A string schema whose values are exactly `values`.
-pub(super) fn string_enum<'a>(
-    values: impl IntoIterator<Item = &'a str>,
-    description: impl Into<String>,
-) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(values))
-        .description(Some(description))
-}
-
-/// A request-level `status.code` (docs/api.md §7), with its HTTP status.
-pub struct StatusCode;
-
-impl PartialSchema for StatusCode {
-    fn schema() -> RefOr<Schema> {
-        let table: Vec<String> = Code::ALL
-            .iter()
-            .map(|c| format!("- `{}`: HTTP {}", c.as_str(), c.http_status().as_u16()))
-            .collect();
-        string_enum(
-            Code::ALL.iter().map(Code::as_str),
-            format!(
-                "The request-level outcome. `OK` on success (per-item failures of a batch \
-                 still answer `OK`); otherwise the error, with its HTTP status:\n\n{}",
-                table.join("\n")
-            ),
-        )
-        .into()
-    }
-}
-
-impl ToSchema for StatusCode {}
 
 /// A per-item `error_code` of a batch method's `failed_charges_set`.
 pub struct ItemErrorCode;
@@ -446,7 +416,7 @@ impl IntoParams for ListQuery {
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(1))
-                    .maximum(Some(super::charges::MAX_PAGE))
+                    .maximum(Some(chargegate_core::limits::MAX_PAGE))
                     .into(),
             )
             .build(),
@@ -466,7 +436,7 @@ impl IntoParams for ListQuery {
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(0))
-                    .maximum(Some(super::charges::MAX_OFFSET))
+                    .maximum(Some(chargegate_core::limits::MAX_OFFSET))
                     .into(),
             )
             .build(),
@@ -497,116 +467,6 @@ fn fields_set_schema() -> Schema {
         )))
         .examples(["number,amount,currency"])
         .into()
-}
-
-fn request_id_header() -> utoipa::openapi::header::Header {
-    HeaderBuilder::new()
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-        .description(Some(
-            "The request's id: the client's `X-Request-Id` when usable, else a new one.",
-        ))
-        .build()
-}
-
-/// The error responses of an operation that can fail with `codes`: one response per HTTP
-/// status, whose body's `status.code` is one of the codes with that status.
-pub(super) fn error_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
-    let mut by_status: BTreeMap<u16, Vec<Code>> = BTreeMap::new();
-    for code in codes {
-        by_status
-            .entry(code.http_status().as_u16())
-            .or_default()
-            .push(*code);
-    }
-    by_status
-        .into_iter()
-        .map(|(http, codes)| {
-            let names: Vec<&str> = codes.iter().map(Code::as_str).collect();
-            let status = ObjectBuilder::new()
-                .property(
-                    "code",
-                    string_enum(names.iter().copied(), "The error's code."),
-                )
-                .required("code")
-                .property(
-                    "description",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .description(Some("The offending parameter path, or empty.")),
-                )
-                .required("description")
-                .property(
-                    "message",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .description(Some("A sentence safe to show a user.")),
-                )
-                .required("message");
-            let body = ObjectBuilder::new()
-                .property("data", super::envelope::Empty::schema())
-                .required("data")
-                .property("status", status)
-                .required("status");
-            let mut response = ResponseBuilder::new()
-                .description(format!(
-                    "{}; `data` is `{{}}` and nothing was applied. This status is the \
-                     default (`http_errors = \"rest\"`); a server run with \
-                     `http_errors = \"crm\"` answers the same body with `200`.",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                ))
-                .header("X-Request-Id", request_id_header())
-                .content(
-                    "application/json",
-                    ContentBuilder::new().schema(Some(body)).build(),
-                );
-            if codes
-                .iter()
-                .any(|c| matches!(c, Code::TooManyRequests | Code::ServiceUnavailable))
-            {
-                response = response.header(
-                    "Retry-After",
-                    HeaderBuilder::new()
-                        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
-                        .description(Some("Seconds after which a retry may succeed."))
-                        .build(),
-                );
-            }
-            (http.to_string(), response.build().into())
-        })
-        .collect()
-}
-
-/// Errors every method can answer: a request hyper cannot parse or that exceeds the
-/// edge's limits, the server's fault, or an unavailable database (or too many open
-/// connections).
-pub(super) const EVERY: [Code; 5] = [
-    Code::MalformedRequest,
-    Code::UriTooLong,
-    Code::HeadersTooLarge,
-    Code::InternalError,
-    Code::ServiceUnavailable,
-];
-
-/// Errors of every method with a body: its head arrived but its body did not in time.
-pub(super) const BODY: [Code; 2] = [Code::RequestTimeout, Code::PayloadTooLarge];
-
-/// Errors of every method with a token, besides a bad one: the operator's rate limit.
-const AUTHENTICATED: [Code; 3] = [
-    Code::InvalidToken,
-    Code::ExpiredToken,
-    Code::TooManyRequests,
-];
-
-/// `codes`, each once, in `Code::ALL`'s order.
-pub(super) fn codes(groups: &[&[Code]]) -> Vec<Code> {
-    Code::ALL
-        .into_iter()
-        .filter(|c| groups.iter().any(|g| g.contains(c)))
-        .collect()
 }
 
 /// Failures of `authentication/token`.
@@ -701,25 +561,6 @@ impl PartialSchema for HistoryEventName {
 
 impl ToSchema for HistoryEventName {}
 
-pub(super) fn query_parameter(
-    name: &str,
-    required: bool,
-    description: &str,
-    schema: Schema,
-) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .required(if required {
-            Required::True
-        } else {
-            Required::False
-        })
-        .description(Some(description))
-        .schema(Some(schema))
-        .build()
-}
-
 fn token_parameter() -> Parameter {
     query_parameter(
         "token",
@@ -803,7 +644,7 @@ impl IntoParams for DecisionsQuery {
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
                     .minimum(Some(1))
-                    .maximum(Some(super::audit::MAX_FEED_PAGE))
+                    .maximum(Some(chargegate_core::limits::MAX_FEED_PAGE))
                     .into(),
             ),
             request_id_parameter(),
@@ -1130,7 +971,7 @@ pub struct SubscriptionsEnvelope {
     /// The customer's subscriptions, the live one first, then cancelled ones newest first.
     #[schema(value_type = Vec<SubscriptionSchema>)]
     pub data: (),
-    pub status: super::envelope::Status,
+    pub status: crate::edge::envelope::Status,
 }
 
 /// The answer of `promotions/list`: `data` is a bare array of promotions.
@@ -1139,5 +980,5 @@ pub struct PromotionsEnvelope {
     /// The promotions effective now, by `effective_from` then `code`.
     #[schema(value_type = Vec<PromotionSchema>)]
     pub data: (),
-    pub status: super::envelope::Status,
+    pub status: crate::edge::envelope::Status,
 }

@@ -10,8 +10,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response};
 use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
 
-use super::error::Code;
-use super::openapi::{BODY, EVERY, codes, error_responses, query_parameter};
+use super::shared::{BODY, EVERY, codes, error_responses, query_parameter};
+use crate::edge::error::Code;
 
 /// The name of the connector key's security scheme.
 pub const CONNECTOR: &str = "connector";

@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::api::connector::event_json;
+use crate::edge::event::event_json;
 use crate::metrics::Metrics;
 
 /// How long a lease lasts without renewal, in seconds.
@@ -93,7 +93,7 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
 
 /// One POST; `Ok(status)` when an answer came back in time.
 async fn post(webhook: &Webhook, body: Bytes, signature: String) -> Result<u16, String> {
-    crate::http_client::call(
+    crate::jobs::http_client::call(
         Method::POST,
         &webhook.uri,
         &[("x-chargegate-signature", signature)],

@@ -8,6 +8,8 @@ use chargegate_core::store::{
 };
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 
+pub mod simulator;
+
 pub const OPERATOR: &str = "pci";
 pub const USERNAME: &str = "demo";
 pub const PASSWORD: &str = "demo";
@@ -151,7 +153,7 @@ pub async fn prepare(store: &dyn Database, empty: bool) -> Result<(), DemoError>
     let operator = demo_operator(store, &code, empty).await?;
     let username = Username::parse(USERNAME).map_err(data)?;
     if store.login_user(&code, &username).await?.is_none() {
-        let password_hash = crate::passwords::hash(PASSWORD).map_err(data)?;
+        let password_hash = crate::auth::passwords::hash(PASSWORD).map_err(data)?;
         store
             .create_user(&NewUser {
                 operator_id: operator.id,

@@ -14,7 +14,7 @@ use chargegate_core::store::{AdminStore, ImportOutcome, ImportSummary, NewCharge
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::input;
+use super::input;
 
 /// The columns a file may have, mandatory ones first.
 const MANDATORY: &[&str] = &[

@@ -13,9 +13,8 @@ use axum::body::Bytes;
 use axum::http::{Method, Uri};
 use serde_json::{Value, json};
 
-use crate::api::BASE;
-use crate::api::connector::CONNECTOR;
-use crate::demo;
+use super as demo;
+use crate::api::paths::{BASE, CONNECTOR};
 
 /// How often a charge is raised, a customer signs up, the outbox is read.
 const CHARGE_EVERY: Duration = Duration::from_secs(20);
@@ -40,7 +39,7 @@ impl Client {
     ) -> Option<Value> {
         let uri: Uri = format!("{}{path}", self.base).parse().ok()?;
         let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        match crate::http_client::call(
+        match crate::jobs::http_client::call(
             method,
             &uri,
             &[("authorization", format!("Bearer {bearer}"))],

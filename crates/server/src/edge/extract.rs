@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, header};
 use chargegate_core::token::Token;
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, Code};
+use crate::edge::error::{ApiError, Code};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -234,6 +234,54 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         }
         _ => Ok(None),
     }
+}
+
+/// A mandatory string field of a body.
+pub fn required_string<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    match body.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(ApiError::invalid_parameter(
+            name,
+            format!("{name} is mandatory"),
+        )),
+        Some(_) => Err(ApiError::invalid_parameter(
+            name,
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+/// An integer written in plain decimal digits: no sign, no space, no leading zero (other
+/// than `0` itself), no exponent. Anything else is not a number here, so every parser in
+/// front of chargegate reads the same value.
+pub fn plain_integer(text: &str) -> Option<u64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let canonical = text == "0" || !text.starts_with('0');
+    if digits && canonical {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// A client's value, cut short, for a message.
+pub fn shown(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.chars().count() <= MAX {
+        value.to_owned()
+    } else {
+        value.chars().take(MAX).chain("…".chars()).collect()
+    }
+}
+
+/// The first query parameter given more than once, if any. Every parameter, `token`
+/// included, is read once: a repeat is refused rather than read as the first or the last.
+pub fn repeated_parameter(query: &[(String, String)]) -> Option<&str> {
+    query
+        .iter()
+        .enumerate()
+        .find(|(i, (k, _))| query[..*i].iter().any(|(earlier, _)| earlier == k))
+        .map(|(_, (k, _))| k.as_str())
 }
 
 #[cfg(test)]

@@ -8,8 +8,11 @@ use serde::ser::Error as _;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::error::Code;
-use super::openapi;
+use utoipa::PartialSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{RefOr, Schema};
+
+use super::code::Code;
 
 /// Every response body, errors included.
 #[derive(Debug, Serialize, ToSchema)]
@@ -21,7 +24,7 @@ pub struct Envelope<T> {
 /// How the request went, as a whole.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Status {
-    #[schema(value_type = openapi::StatusCode)]
+    #[schema(value_type = StatusCode)]
     pub code: &'static str,
     /// On an error, the offending parameter path (e.g. `declined_charges_set[3].number`)
     /// or empty; empty on success.
@@ -87,6 +90,40 @@ impl Serialize for JsonAmount {
             .serialize(s)
     }
 }
+
+/// A string schema whose values are exactly `values`.
+pub fn string_enum<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    description: impl Into<String>,
+) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .description(Some(description))
+}
+
+/// A request-level `status.code` (docs/api.md §7), with its HTTP status.
+pub struct StatusCode;
+
+impl PartialSchema for StatusCode {
+    fn schema() -> RefOr<Schema> {
+        let table: Vec<String> = Code::ALL
+            .iter()
+            .map(|c| format!("- `{}`: HTTP {}", c.as_str(), c.http_status().as_u16()))
+            .collect();
+        string_enum(
+            Code::ALL.iter().map(Code::as_str),
+            format!(
+                "The request-level outcome. `OK` on success (per-item failures of a batch \
+                 still answer `OK`); otherwise the error, with its HTTP status:\n\n{}",
+                table.join("\n")
+            ),
+        )
+        .into()
+    }
+}
+
+impl ToSchema for StatusCode {}
 
 #[cfg(test)]
 mod tests {

@@ -1,27 +1,27 @@
 //! The `chargegate` command line.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use chargegate_core::store::{LoginPolicy, NewOperator, NewUser, StoreError};
+use chargegate_core::store::{NewOperator, NewUser};
 use chargegate_core::text::{OperatorCode, Username};
-use chargegate_core::{Database, Store};
-use chargegate_store::{DatabaseUrl, SqliteStore, StoreOptions};
+use chargegate_store::{DatabaseUrl, SqliteStore};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use tokio::net::TcpListener;
 
-use crate::app::{self, AppState, AuthSettings};
+use crate::auth::passwords;
 use crate::config::{FlagOverrides, LogFormat, Settings};
-use crate::metrics::Metrics;
-use crate::passwords::{self, Passwords};
-use crate::ratelimit::OperatorRateLimit;
-use crate::{admin_cli, csv_import, demo, telemetry};
+use crate::database::{database_label, open_store, store_options};
+use crate::telemetry;
+use common::{conflict_as_message, read_password};
 
+mod admin;
+mod common;
 mod connector;
+pub mod csv_import;
+mod input;
+mod serve;
 mod subscriptions;
 mod token_secret;
 
@@ -237,7 +237,7 @@ enum ChargesCommand {
         #[arg(long, value_name = "TIME")]
         to: String,
         #[arg(long, value_enum, default_value = "csv")]
-        format: crate::admin_cli::ExportFormat,
+        format: admin::ExportFormat,
     },
 }
 
@@ -477,7 +477,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             if simulate_netflix && !demo {
                 bail!("--simulate-netflix needs --demo: it acts for the demo operator");
             }
-            serve(settings, demo, simulate_netflix).await
+            serve::serve(settings, demo, simulate_netflix).await
         }
         Command::Migrate => {
             open_store(&settings).await?.close().await;
@@ -495,32 +495,32 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::User(UserCommand::Add { username, operator }) => {
             user_add(&settings, &username, &operator).await
         }
-        Command::Operator(OperatorCommand::List) => admin_cli::operator_list(&settings).await,
+        Command::Operator(OperatorCommand::List) => admin::operator_list(&settings).await,
         Command::User(UserCommand::List { operator }) => {
-            admin_cli::user_list(&settings, operator.as_deref()).await
+            admin::user_list(&settings, operator.as_deref()).await
         }
         Command::User(UserCommand::Disable { username, operator }) => {
-            admin_cli::user_set_enabled(&settings, &username, &operator, false).await
+            admin::user_set_enabled(&settings, &username, &operator, false).await
         }
         Command::User(UserCommand::Enable { username, operator }) => {
-            admin_cli::user_set_enabled(&settings, &username, &operator, true).await
+            admin::user_set_enabled(&settings, &username, &operator, true).await
         }
         Command::User(UserCommand::Passwd { username, operator }) => {
-            admin_cli::user_passwd(&settings, &username, &operator).await
+            admin::user_passwd(&settings, &username, &operator).await
         }
         Command::User(UserCommand::Unlock { username, operator }) => {
-            admin_cli::user_unlock(&settings, &username, &operator).await
+            admin::user_unlock(&settings, &username, &operator).await
         }
         Command::Charges(ChargesCommand::Import { file }) => charges_import(&settings, &file).await,
         Command::Charges(ChargesCommand::Show { number, json }) => {
-            admin_cli::charges_show(&settings, &number, json).await
+            admin::charges_show(&settings, &number, json).await
         }
         Command::Charges(ChargesCommand::Export {
             operator,
             from,
             to,
             format,
-        }) => admin_cli::charges_export(&settings, &operator, &from, &to, format).await,
+        }) => admin::charges_export(&settings, &operator, &from, &to, format).await,
         Command::Key(command) => subscriptions::key(&settings, command).await,
         Command::Promotion(command) => subscriptions::promotion(&settings, command).await,
         Command::TokenSecret(command) => token_secret::token_secret(&settings, command).await,
@@ -530,307 +530,6 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
         | Command::Manpage => Ok(()),
         Command::Backup { path } => backup(&settings, &path).await,
         Command::Db(DbCommand::Copy { to }) => db_copy(&settings, &to).await,
-    }
-}
-
-/// The database as messages and logs name it: a SQLite URL with its file's absolute path
-/// (a relative one depends on the directory a command runs in), a PostgreSQL URL without
-/// its password.
-pub fn database_label(url: &str) -> String {
-    match DatabaseUrl::parse(url) {
-        Ok(DatabaseUrl::Sqlite(path)) => {
-            let path = std::path::absolute(&path).unwrap_or(path);
-            format!("sqlite://{}", path.display())
-        }
-        _ => chargegate_store::redact(url),
-    }
-}
-
-/// Opens the configured database and applies pending migrations.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
-    open_url(settings, &settings.database_url).await
-}
-
-/// Opens the database at `url` with the configured pool settings, and migrates it.
-async fn open_url(settings: &Settings, url: &str) -> anyhow::Result<Arc<dyn Database>> {
-    let parsed = DatabaseUrl::parse(url)?;
-    let store = chargegate_store::open(&parsed, &store_options(settings))
-        .await
-        .map_err(|e| naming_the_database(e, url, "cannot open database"))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| naming_the_database(e, url, "cannot migrate database"))?;
-    Ok(store)
-}
-
-/// A store error that names the database once: as the store said it when its message
-/// already names it, else after `doing` and the database's label.
-fn naming_the_database(e: StoreError, url: &str, doing: &str) -> anyhow::Error {
-    let message = match &e {
-        StoreError::Unavailable(m)
-        | StoreError::Conflict(m)
-        | StoreError::Internal(m)
-        | StoreError::OutcomeUnknown(m) => m,
-    };
-    let named = match DatabaseUrl::parse(url) {
-        Ok(DatabaseUrl::Sqlite(path)) => message.contains(&path.display().to_string()),
-        _ => message.contains(&chargegate_store::redact(url)),
-    };
-    if named {
-        anyhow!(message.clone())
-    } else {
-        anyhow!(e).context(format!("{doing} {}", database_label(url)))
-    }
-}
-
-fn store_options(settings: &Settings) -> StoreOptions {
-    StoreOptions {
-        max_connections: settings.db_max_connections,
-        acquire_timeout: Duration::from_secs(settings.db_timeout),
-    }
-}
-
-/// State for a server over `store` with the given settings.
-pub fn app_state(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<AppState> {
-    Ok(AppState {
-        store,
-        clock: Arc::new(chargegate_core::clock::SystemClock),
-        passwords: Arc::new(Passwords::new(settings.password_checks as usize)?),
-        auth: AuthSettings {
-            token_ttl_seconds: settings.token_ttl,
-            login: LoginPolicy {
-                max_failures: settings.login_max_failures,
-                lockout_seconds: settings.login_lockout,
-            },
-        },
-        metrics: Arc::new(Metrics::new()),
-        edge: settings.edge(),
-        rate_limit: Arc::new(OperatorRateLimit::new(
-            settings.rate_limit,
-            settings.rate_limit_burst,
-        )),
-        token_secrets: Default::default(),
-        console: Arc::new(settings.console()),
-    })
-}
-
-async fn serve(settings: Settings, with_demo: bool, simulate: bool) -> anyhow::Result<()> {
-    // First, which build on which database: a relative path names a different file in
-    // every directory.
-    tracing::info!(
-        version = crate::build::VERSION,
-        commit = crate::build::COMMIT,
-        built = crate::build::DATE,
-        database = %database_label(&settings.database_url),
-        "chargegate starting"
-    );
-    // Whether the database holds anything is an admin read that only `db copy`'s opening
-    // offers (the serving store has no such method); done before the server's own store
-    // opens, so the two never hold the database at once.
-    let empty = if with_demo {
-        let url = DatabaseUrl::parse(&settings.database_url)?;
-        chargegate_store::copy::is_empty(&url, &store_options(&settings))
-            .await
-            .map_err(|e| naming_the_database(e, &settings.database_url, "cannot read database"))?
-    } else {
-        false
-    };
-    let store = open_store(&settings).await?;
-    if with_demo {
-        let prepared = demo::prepare(store.as_ref(), empty).await;
-        if let Err(e) = prepared {
-            store.close().await;
-            return Err(match e {
-                demo::DemoError::NotOurs(why) => anyhow!(
-                    "serve --demo refused: in {}, {why}; the demo never touches data it did \
-                     not create: run it on a database of its own, e.g. \
-                     chargegate --database sqlite://demo.db serve --demo",
-                    database_label(&settings.database_url)
-                ),
-                other => anyhow!(other).context("cannot create the demo data"),
-            });
-        }
-    }
-    let listener = TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let address = listener.local_addr().context("listener has no address")?;
-    let shutdown = shutdown_signal();
-    let metrics_listener = match settings.metrics_listen.as_str() {
-        "" => None,
-        metrics_listen => Some(
-            TcpListener::bind(metrics_listen)
-                .await
-                .with_context(|| format!("cannot listen for metrics on {metrics_listen}"))?,
-        ),
-    };
-    tracing::info!(
-        %address,
-        database = %database_label(&settings.database_url),
-        backend = store.backend(),
-        "chargegate serving"
-    );
-    if with_demo {
-        // The demo password is in the README, not in the log: no log line carries one.
-        tracing::info!(
-            api = %format_args!("http://{address}{}/", crate::api::BASE),
-            organisation = demo::OPERATOR,
-            user = demo::USERNAME,
-            "demo ready (the demo password is in the README)"
-        );
-    }
-    let mut state = app_state(store.clone(), &settings)?;
-    state.edge.max_connections = within_descriptor_limit(
-        state.edge.max_connections,
-        settings.db_max_connections,
-        descriptor_limit(),
-    );
-
-    // The metrics listener keeps answering while requests in flight finish, and stops
-    // after the API.
-    let (stop_metrics, metrics_stop) = tokio::sync::oneshot::channel::<()>();
-    let metrics_task = match metrics_listener {
-        Some(metrics_listener) => {
-            let address = metrics_listener
-                .local_addr()
-                .context("metrics listener has no address")?;
-            tracing::info!(%address, "metrics serving at /metrics");
-            let stopped = async {
-                let _ = metrics_stop.await;
-            };
-            Some(tokio::spawn(app::serve_metrics(
-                metrics_listener,
-                state.metrics.clone(),
-                state.edge,
-                stopped,
-            )))
-        }
-        None => None,
-    };
-    // Background work: the outbox's backlog for the metrics, the webhook push, and the
-    // simulated Netflix side; all stop before the database closes.
-    let (stop_background, background_stop) = tokio::sync::watch::channel(false);
-    let mut background = vec![tokio::spawn(crate::outbox_push::measure(
-        state.store.clone(),
-        state.clock.clone(),
-        state.metrics.clone(),
-        background_stop.clone(),
-    ))];
-    if !settings.outbox_webhook.is_empty() {
-        let webhook = crate::outbox_push::Webhook::parse(
-            &settings.outbox_webhook,
-            settings.outbox_webhook_secret.clone(),
-        )
-        .map_err(|e| anyhow!(e))?;
-        background.push(tokio::spawn(crate::outbox_push::run(
-            state.store.clone(),
-            state.clock.clone(),
-            state.metrics.clone(),
-            webhook,
-            background_stop.clone(),
-        )));
-    }
-    if simulate {
-        let key = demo::connector_key(store.as_ref())
-            .await
-            .context("cannot create the simulated Netflix side's connector key")?;
-        background.push(tokio::spawn(crate::simulator::run(
-            format!("http://{address}"),
-            key,
-            background_stop.clone(),
-        )));
-    }
-    let served = app::serve(listener, state, shutdown).await;
-    let _ = stop_background.send(true);
-    for task in background {
-        let _ = task.await;
-    }
-    // Requests are done: let the database finish its work and fold its log.
-    store.close().await;
-    let _ = stop_metrics.send(());
-    if let Some(task) = metrics_task {
-        task.await
-            .context("metrics listener stopped")?
-            .context("metrics listener failed")?;
-    }
-    served.context("server failed")?;
-    tracing::info!("chargegate stopped");
-    Ok(())
-}
-
-/// The process's soft limit on open descriptors, where the system says (Linux's
-/// /proc/self/limits); `None` when unknown or unlimited.
-fn descriptor_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.trim_start_matches("Max open files")
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// `max_connections`, lowered when needed so that the connections, the database's
-/// descriptors (up to three per connection for SQLite: the file, its WAL and its shared
-/// memory) and a margin fit under the descriptor limit. Past the cap the server still
-/// answers 503 and closes; past the descriptor limit it could not even accept, and every
-/// new client would hang.
-fn within_descriptor_limit(
-    max_connections: usize,
-    db_connections: u32,
-    limit: Option<usize>,
-) -> usize {
-    let Some(limit) = limit else {
-        return max_connections;
-    };
-    let reserve = 3 * (db_connections as usize + 2) + 64;
-    let fits = limit.saturating_sub(reserve).max(1);
-    if fits < max_connections {
-        tracing::info!(
-            max_connections = fits,
-            descriptor_limit = limit,
-            "max_connections lowered to stay under the descriptor limit (ulimit -n)"
-        );
-        fits
-    } else {
-        max_connections
-    }
-}
-
-/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
-/// when the future is first polled, so a signal that arrives right after the "serving"
-/// log line stops the server cleanly instead of killing it.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    let signals = {
-        use tokio::signal::unix::{SignalKind, signal};
-        let interrupt = signal(SignalKind::interrupt()).ok();
-        let terminate = signal(SignalKind::terminate()).ok();
-        async move {
-            let received = |s: Option<tokio::signal::unix::Signal>| async move {
-                match s {
-                    Some(mut s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                () = received(interrupt) => {},
-                () = received(terminate) => {},
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let signals = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    async move {
-        signals.await;
-        tracing::info!("shutting down: finishing requests in flight");
     }
 }
 
@@ -846,7 +545,7 @@ async fn operator_add(
         bail!("--name must not be empty");
     }
     let local_currency =
-        crate::input::currency(local_currency).map_err(|e| anyhow!("--local-currency: {e}"))?;
+        input::currency(local_currency).map_err(|e| anyhow!("--local-currency: {e}"))?;
     let store = open_store(settings).await?;
     let operator = store
         .create_operator(&NewOperator {
@@ -894,43 +593,6 @@ async fn user_add(settings: &Settings, username: &str, operator: &str) -> anyhow
         database_label(&settings.database_url)
     );
     Ok(())
-}
-
-/// The new user's password. On a terminal it is typed twice without echo; otherwise it
-/// is one line of standard input, without its line ending. Never an argument, where `ps`
-/// would show it.
-pub(crate) fn read_password(outcome: &str) -> anyhow::Result<String> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        let cannot = "cannot read the password from the terminal";
-        let password = rpassword::prompt_password("password: ").context(cannot)?;
-        if password.is_empty() {
-            bail!("the password must not be empty; {outcome}");
-        }
-        let again = rpassword::prompt_password("password again: ").context(cannot)?;
-        if again != password {
-            bail!("the two passwords differ; {outcome}");
-        }
-        return Ok(password);
-    }
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the password from standard input")?;
-    let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    if password.is_empty() {
-        bail!("the password (one line on standard input) must not be empty; {outcome}");
-    }
-    Ok(password.to_owned())
-}
-
-fn conflict_as_message(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::Conflict(m) => anyhow!(m),
-        other => other.into(),
-    }
 }
 
 /// `chargegate backup PATH`: `VACUUM INTO` a new file, which any server can serve as is.
