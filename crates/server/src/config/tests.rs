@@ -296,3 +296,111 @@ fn bad_console_settings_are_refused_with_the_setting_named() {
         assert!(err.contains(&setting) || err.contains(key), "{key}: {err}");
     }
 }
+
+/// Every setting as the configuration file names it, nested ones as `table.key`, taken
+/// from the code rather than a list kept by hand: the keys of the serialized defaults,
+/// and, for the top level and each nested table, the fields serde knows (what an unknown
+/// key is told it could have been), so a field the defaults skip when empty is not
+/// missed either.
+fn every_setting() -> std::collections::BTreeSet<String> {
+    fn walk(prefix: &str, value: &serde_json::Value, names: &mut Vec<(String, bool)>) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, v) in map {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                names.push((name.clone(), v.is_object()));
+                walk(&name, v, names);
+            }
+        }
+    }
+    let defaults = serde_json::to_value(Settings::default()).expect("the defaults serialize");
+    let mut found = Vec::new();
+    walk("", &defaults, &mut found);
+    let tables: Vec<String> = std::iter::once(String::new())
+        .chain(found.iter().filter(|(_, t)| *t).map(|(n, _)| n.clone()))
+        .collect();
+    let mut names: std::collections::BTreeSet<String> = found
+        .into_iter()
+        .filter(|(_, table)| !table)
+        .map(|(n, _)| n)
+        .collect();
+    for table in tables {
+        let probe = if table.is_empty() {
+            "not_a_setting".to_owned()
+        } else {
+            format!("{table}.not_a_setting")
+        };
+        let err = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Serialized::default(&probe, 1))
+            .extract::<Settings>()
+            .expect_err("an unknown key is refused");
+        for e in err {
+            if let figment::error::Kind::UnknownField(_, known) = e.kind {
+                names.extend(known.iter().map(|k| {
+                    if table.is_empty() {
+                        (*k).to_owned()
+                    } else {
+                        format!("{table}.{k}")
+                    }
+                }));
+            }
+        }
+    }
+    // A nested table is documented by its keys, not as a row of its own.
+    let tables: Vec<String> = names
+        .iter()
+        .filter(|n| names.iter().any(|m| m.starts_with(&format!("{n}."))))
+        .cloned()
+        .collect();
+    for table in tables {
+        names.remove(&table);
+    }
+    names
+}
+
+/// The settings that have no row of their own (`| `name` |`) in a configuration page.
+fn settings_without_a_row(page: &str) -> Vec<String> {
+    every_setting()
+        .into_iter()
+        .filter(|name| {
+            !page
+                .lines()
+                .any(|line| line.trim_start().starts_with(&format!("| `{name}` |")))
+        })
+        .collect()
+}
+
+const CONFIGURATION_PAGE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/operate/configuration.md"
+);
+
+#[test]
+fn every_setting_has_its_row_in_the_configuration_page() {
+    let page = std::fs::read_to_string(CONFIGURATION_PAGE).expect("docs/operate/configuration.md");
+    let names = every_setting();
+    assert!(
+        names.len() >= 27 && names.contains("outbox_webhook_secret"),
+        "the settings were not all found: {names:?}"
+    );
+    let missing = settings_without_a_row(&page);
+    assert!(
+        missing.is_empty(),
+        "docs/operate/configuration.md has no row `| `NAME` | …` for {missing:?}"
+    );
+}
+
+#[test]
+fn a_setting_whose_row_is_gone_from_the_configuration_page_is_reported() {
+    let page = std::fs::read_to_string(CONFIGURATION_PAGE).expect("docs/operate/configuration.md");
+    let without: String = page
+        .lines()
+        .filter(|line| !line.starts_with("| `console_idle_timeout` |"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_ne!(without, page, "the page had the row to remove");
+    assert_eq!(settings_without_a_row(&without), ["console_idle_timeout"]);
+}
