@@ -39,6 +39,8 @@ struct Received {
     delivered: Mutex<Vec<String>>,
     /// Event ids of calls answered with a failure.
     refused: Mutex<Vec<String>>,
+    /// The `Authorization` header of the last call.
+    authorization: Mutex<Option<String>>,
 }
 
 /// A webhook receiver on 127.0.0.1:0 that answers 500 to its first `failures` calls,
@@ -66,6 +68,10 @@ fn receiving(failures: usize, pause: Duration) -> (axum::Router, Arc<Received>) 
                 seen.most_at_once.fetch_max(now, Ordering::SeqCst);
                 let call = seen.calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(pause).await;
+                *seen.authorization.lock().await = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let header = headers
                     .get("x-chargegate-signature")
                     .and_then(|v| v.to_str().ok())
@@ -361,8 +367,9 @@ on_every_backend! {
         let (addr, refused) = serve_tls(app, &certificates, "ca").await;
         let numbers = add(&srv, 0, 3).await;
         accept_all(&srv, &token, &numbers).await;
-        // By name, so the host name is checked too (the certificate names localhost).
-        let url = format!("https://localhost:{}/hook", addr.port());
+        // By name, so the host name is checked too (the certificate names localhost); a
+        // user name and password in the URL go as basic authentication.
+        let url = format!("https://ops:s3cret@localhost:{}/hook", addr.port());
         let _pusher = push_trusting(&srv, &url, Some(&certificates.path("ca.crt")));
         until("marked delivered", async || waiting(&srv).await == 0).await;
         // The receiver checked each signature on the raw body it got.
@@ -370,6 +377,11 @@ on_every_backend! {
         assert_eq!(delivered.len(), 3, "{delivered:?}");
         assert_eq!(refused.load(Ordering::SeqCst), 0);
         assert_eq!(failed_calls(&srv), 0);
+        assert_eq!(
+            seen.authorization.lock().await.as_deref(),
+            Some("Basic b3BzOnMzY3JldA=="),
+            "ops:s3cret"
+        );
     }
 
     async fn an_https_webhook_with_a_certificate_from_another_ca_is_refused_and_nothing_is_delivered(backend) {
