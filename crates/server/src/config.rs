@@ -89,10 +89,14 @@ pub struct Settings {
     /// IP addresses of reverse proxies whose `X-Forwarded-Proto` is believed,
     /// comma-separated; empty = none.
     pub trusted_proxies: String,
-    /// `http://HOST[:PORT]/PATH` to push outbox events to; empty = no push.
+    /// `http://` or `https://HOST[:PORT]/PATH` to push outbox events to; empty = no push.
+    /// Logged as its scheme, host and port only.
     pub outbox_webhook: String,
     /// The HMAC-SHA256 key of the webhook's signatures. Never logged.
     pub outbox_webhook_secret: String,
+    /// A PEM file of CA certificates trusted for an `https://` webhook besides the
+    /// system's roots; empty = the system's roots only.
+    pub outbox_webhook_ca: String,
 }
 
 impl Default for Settings {
@@ -125,6 +129,7 @@ impl Default for Settings {
             trusted_proxies: String::new(),
             outbox_webhook: String::new(),
             outbox_webhook_secret: String::new(),
+            outbox_webhook_ca: String::new(),
         }
     }
 }
@@ -160,7 +165,10 @@ impl fmt::Debug for Settings {
             .field("console_session_ttl", &self.console_session_ttl)
             .field("console_idle_timeout", &self.console_idle_timeout)
             .field("trusted_proxies", &self.trusted_proxies)
-            .field("outbox_webhook", &self.outbox_webhook)
+            .field(
+                "outbox_webhook",
+                &crate::jobs::webhook_client::loggable_text(&self.outbox_webhook),
+            )
             .field(
                 "outbox_webhook_secret",
                 &if self.outbox_webhook_secret.is_empty() {
@@ -169,6 +177,7 @@ impl fmt::Debug for Settings {
                     "<redacted>"
                 },
             )
+            .field("outbox_webhook_ca", &self.outbox_webhook_ca)
             .finish()
     }
 }
@@ -198,6 +207,8 @@ pub struct FlagOverrides {
     pub console: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox_webhook: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_webhook_ca: Option<String>,
 }
 
 /// Environment variables with the prefix that are not settings.
@@ -312,6 +323,9 @@ impl Settings {
                 self.outbox_webhook_secret.clone(),
             )?;
         }
+        if let Some(ca) = self.outbox_webhook_ca() {
+            crate::jobs::webhook_client::build(Some(ca))?;
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| format!("log filter '{}' is not valid: {e}", self.log))?;
         Ok(())
@@ -331,6 +345,11 @@ impl Settings {
                 })
             })
             .collect()
+    }
+
+    /// The file of `outbox_webhook_ca`, when one is set.
+    pub fn outbox_webhook_ca(&self) -> Option<&Path> {
+        Some(Path::new(&self.outbox_webhook_ca)).filter(|_| !self.outbox_webhook_ca.is_empty())
     }
 
     /// The console's settings.
@@ -438,6 +457,9 @@ fn expectation(key: &str) -> &'static str {
         "console_secure_cookies" => "true, false or \"auto\"",
         "console_session_ttl" | "console_idle_timeout" => "a positive whole number of seconds",
         "trusted_proxies" => "text: IP addresses separated by commas",
+        "outbox_webhook" => "text: an http:// or https:// URL, or empty",
+        "outbox_webhook_secret" => "text",
+        "outbox_webhook_ca" => "text: the path of a PEM file, or empty",
         _ => "a value of another kind",
     }
 }
@@ -672,13 +694,20 @@ console_idle_timeout = {console_idle_timeout}
 # believed, separated by commas, e.g. "10.0.0.5, ::1". Env: CHARGEGATE_TRUSTED_PROXIES.
 trusted_proxies = "{trusted_proxies}"
 
-# Push the outbox (what Netflix must be told) to this URL, http://HOST[:PORT]/PATH, as
-# signed batches; empty = no push (connectors read GET outbox). Needs a secret, the
-# HMAC-SHA256 key of X-Chargegate-Signature; prefer the environment for it.
+# Push the outbox (what Netflix must be told) to this URL, http://HOST[:PORT]/PATH or
+# https://HOST[:PORT]/PATH, as signed batches; empty = no push (connectors read GET
+# outbox). Redirects are not followed (a 3xx is a failed delivery). Logs show only its
+# scheme, host and port. Needs a secret, the HMAC-SHA256 key of X-Chargegate-Signature;
+# prefer the environment for it.
 # Flag: serve --outbox-webhook. Env: CHARGEGATE_OUTBOX_WEBHOOK,
 # CHARGEGATE_OUTBOX_WEBHOOK_SECRET.
 outbox_webhook = ""
 outbox_webhook_secret = ""
+
+# For an https:// webhook whose certificate a private CA signed: a PEM file of one or
+# more CA certificates, trusted besides the system's roots (read at start). Empty = the
+# system's roots only. Flag: serve --outbox-webhook-ca. Env: CHARGEGATE_OUTBOX_WEBHOOK_CA.
+outbox_webhook_ca = ""
 "#,
         database_url = d.database_url,
         listen = d.listen,

@@ -32,4 +32,3 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod telemetry;
-

@@ -23,6 +23,7 @@ use crate::auth::passwords::Passwords;
 use crate::auth::ratelimit::OperatorRateLimit;
 use crate::edge::{self, EdgeSettings, HttpErrors};
 use crate::jobs::outbox_push::{self, Webhook};
+use crate::jobs::webhook_client;
 use crate::metrics::{self, Metrics};
 use crate::state::{AppState, AuthSettings};
 use crate::{api, config::Settings, console, demo};
@@ -77,6 +78,8 @@ pub struct Server {
     address: SocketAddr,
     metrics_listener: Option<TcpListener>,
     webhook: Option<Webhook>,
+    /// The one HTTP client of the webhook and the simulated Netflix side.
+    http: reqwest::Client,
     simulator_key: Option<String>,
 }
 
@@ -96,6 +99,7 @@ impl Server {
                 .map_err(|e| anyhow!(e))?,
             )
         };
+        let http = webhook_client::build(settings.outbox_webhook_ca()).map_err(|e| anyhow!(e))?;
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -121,6 +125,7 @@ impl Server {
             address,
             metrics_listener,
             webhook,
+            http,
             simulator_key: None,
         })
     }
@@ -161,6 +166,7 @@ impl Server {
             address,
             metrics_listener,
             webhook,
+            http,
             simulator_key,
         } = self;
 
@@ -199,11 +205,13 @@ impl Server {
                 state.clock.clone(),
                 state.metrics.clone(),
                 webhook,
+                http.clone(),
                 jobs_stop.clone(),
             )));
         }
         if let Some(key) = simulator_key {
             jobs.push(tokio::spawn(demo::simulator::run(
+                http.clone(),
                 format!("http://{address}"),
                 key,
                 jobs_stop.clone(),

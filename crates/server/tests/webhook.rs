@@ -1,11 +1,16 @@
 //! Pushing the outbox to a webhook: signed batches (the signature checked on the raw body
 //! the receiver got), retries after failures, events marked delivered only after a 2xx,
-//! and two servers on one PostgreSQL database never delivering at the same time.
+//! two servers on one PostgreSQL database never delivering at the same time, HTTPS with
+//! the receiver's certificate checked against a CA file (the test's own CAs, made with
+//! openssl as tests/tls.rs does), and redirects not followed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,6 +18,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use chargegate::jobs::outbox_push::{self, Webhook};
+use chargegate::jobs::webhook_client;
 use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -33,11 +39,24 @@ struct Received {
     delivered: Mutex<Vec<String>>,
     /// Event ids of calls answered with a failure.
     refused: Mutex<Vec<String>>,
+    /// The `Authorization` header of the last call.
+    authorization: Mutex<Option<String>>,
 }
 
 /// A webhook receiver on 127.0.0.1:0 that answers 500 to its first `failures` calls,
 /// takes `pause` per call, and checks every signature on the raw body.
 async fn receiver(failures: usize, pause: Duration) -> (String, Arc<Received>) {
+    let (app, seen) = receiving(failures, pause);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), seen)
+}
+
+/// The receiver's routes: `POST /hook`.
+fn receiving(failures: usize, pause: Duration) -> (axum::Router, Arc<Received>) {
     let seen = Arc::new(Received::default());
     let state = seen.clone();
     let app = axum::Router::new().route(
@@ -49,6 +68,10 @@ async fn receiver(failures: usize, pause: Duration) -> (String, Arc<Received>) {
                 seen.most_at_once.fetch_max(now, Ordering::SeqCst);
                 let call = seen.calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(pause).await;
+                *seen.authorization.lock().await = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let header = headers
                     .get("x-chargegate-signature")
                     .and_then(|v| v.to_str().ok())
@@ -90,25 +113,176 @@ async fn receiver(failures: usize, pause: Duration) -> (String, Arc<Received>) {
             }
         }),
     );
+    (app, seen)
+}
+
+/// Certificates made with openssl in a temporary directory: CA `ca` and CA `other-ca`
+/// (`NAME.crt`, `NAME.key`), and for each a receiver certificate for `localhost` and
+/// 127.0.0.1 that it signed (`NAME-receiver.crt`, `NAME-receiver.key`).
+struct Certificates(tempfile::TempDir);
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs (the HTTPS tests make their certificates with it)");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Certificates {
+    fn make() -> Certificates {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(
+            dir.path().join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        for ca in ["ca", "other-ca"] {
+            let key = |name: &str| format!("{d}/{name}.key");
+            let crt = |name: &str| format!("{d}/{name}.crt");
+            let receiver = format!("{ca}-receiver");
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                &key(ca),
+                "-out",
+                &crt(ca),
+                "-subj",
+                &format!("/CN=chargegate test {ca}"),
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key(&receiver),
+                "-out",
+                &format!("{d}/{receiver}.csr"),
+                "-subj",
+                "/CN=localhost",
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &format!("{d}/{receiver}.csr"),
+                "-CA",
+                &crt(ca),
+                "-CAkey",
+                &key(ca),
+                "-CAcreateserial",
+                "-extfile",
+                &format!("{d}/san.ext"),
+                "-out",
+                &crt(&receiver),
+            ]);
+        }
+        Certificates(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+/// Serves `app` over TLS (rustls, ring) on 127.0.0.1:0 with the certificate and key of
+/// `NAME-receiver` in `certificates`; counts the handshakes that failed.
+async fn serve_tls(
+    app: axum::Router,
+    certificates: &Certificates,
+    name: &str,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    use hyper_util::rt::TokioIo;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certificates.path(&format!("{name}-receiver.crt")))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key =
+        PrivateKeyDer::from_pem_file(certificates.path(&format!("{name}-receiver.key"))).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let failed = refused.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app, failed) = (acceptor.clone(), app.clone(), failed.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
     });
-    (format!("http://{addr}/hook"), seen)
+    (addr, refused)
 }
 
 /// Starts a pusher for `srv`; stops it when the sender is dropped or sent `true`.
 fn push(srv: &TestServer, url: &str) -> tokio::sync::watch::Sender<bool> {
+    push_trusting(srv, url, None)
+}
+
+/// [`push`] with a client that trusts the CA file `ca` besides the system's roots.
+fn push_trusting(
+    srv: &TestServer,
+    url: &str,
+    ca: Option<&Path>,
+) -> tokio::sync::watch::Sender<bool> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(outbox_push::run(
         srv.store.clone(),
         srv.clock.clone(),
         srv.metrics.clone(),
         Webhook::parse(url, SECRET.into()).unwrap(),
+        webhook_client::build(ca).unwrap(),
         stopped,
     ));
     stop
+}
+
+/// Webhook calls of `srv` that failed so far, from its metrics.
+fn failed_calls(srv: &TestServer) -> u64 {
+    let text = srv.metrics.render().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("chargegate_outbox_webhook_failures_total "))
+        .map_or(0, |n| n.trim().parse().unwrap())
 }
 
 async fn accept_all(srv: &TestServer, token: &str, numbers: &[String]) {
@@ -183,6 +357,82 @@ on_every_backend! {
         until("a failed push", async || seen.calls.load(Ordering::SeqCst) >= 1).await;
         assert_eq!(waiting(&srv).await, 2);
         assert!(seen.delivered.lock().await.is_empty());
+    }
+
+    async fn an_https_webhook_whose_certificate_the_ca_file_vouches_for_gets_the_signed_events(backend) {
+        let srv = TestServer::start(backend).await;
+        let token = srv.login().await;
+        let certificates = Certificates::make();
+        let (app, seen) = receiving(0, Duration::ZERO);
+        let (addr, refused) = serve_tls(app, &certificates, "ca").await;
+        let numbers = add(&srv, 0, 3).await;
+        accept_all(&srv, &token, &numbers).await;
+        // By name, so the host name is checked too (the certificate names localhost); a
+        // user name and password in the URL go as basic authentication.
+        let url = format!("https://ops:s3cret@localhost:{}/hook", addr.port());
+        let _pusher = push_trusting(&srv, &url, Some(&certificates.path("ca.crt")));
+        until("marked delivered", async || waiting(&srv).await == 0).await;
+        // The receiver checked each signature on the raw body it got.
+        let delivered = seen.delivered.lock().await.clone();
+        assert_eq!(delivered.len(), 3, "{delivered:?}");
+        assert_eq!(refused.load(Ordering::SeqCst), 0);
+        assert_eq!(failed_calls(&srv), 0);
+        assert_eq!(
+            seen.authorization.lock().await.as_deref(),
+            Some("Basic b3BzOnMzY3JldA=="),
+            "ops:s3cret"
+        );
+    }
+
+    async fn an_https_webhook_with_a_certificate_from_another_ca_is_refused_and_nothing_is_delivered(backend) {
+        let srv = TestServer::start(backend).await;
+        let token = srv.login().await;
+        let certificates = Certificates::make();
+        let (app, seen) = receiving(0, Duration::ZERO);
+        // The receiver's certificate is other-ca's; the pusher trusts ca (and the system).
+        let (addr, refused) = serve_tls(app, &certificates, "other-ca").await;
+        let numbers = add(&srv, 0, 2).await;
+        accept_all(&srv, &token, &numbers).await;
+        let url = format!("https://localhost:{}/hook", addr.port());
+        let _pusher = push_trusting(&srv, &url, Some(&certificates.path("ca.crt")));
+        until("a refused handshake", async || refused.load(Ordering::SeqCst) >= 1).await;
+        until("a failed call", async || failed_calls(&srv) >= 1).await;
+        assert_eq!(seen.calls.load(Ordering::SeqCst), 0, "no request was sent");
+        assert_eq!(waiting(&srv).await, 2, "the outbox still holds both events");
+    }
+
+    async fn a_webhook_that_redirects_is_a_failed_delivery_and_the_redirect_is_not_followed(backend) {
+        let srv = TestServer::start(backend).await;
+        let token = srv.login().await;
+        let (elsewhere, seen) = receiving(0, Duration::ZERO);
+        let redirects = Arc::new(AtomicUsize::new(0));
+        let counted = redirects.clone();
+        let app = axum::Router::new()
+            .route(
+                "/moved",
+                axum::routing::post(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        (
+                            StatusCode::TEMPORARY_REDIRECT,
+                            [(axum::http::header::LOCATION, "/hook")],
+                        )
+                    }
+                }),
+            )
+            .merge(elsewhere);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let numbers = add(&srv, 0, 2).await;
+        accept_all(&srv, &token, &numbers).await;
+        let _pusher = push(&srv, &format!("http://{addr}/moved"));
+        until("a failed call", async || failed_calls(&srv) >= 1).await;
+        assert!(redirects.load(Ordering::SeqCst) >= 1);
+        assert_eq!(seen.calls.load(Ordering::SeqCst), 0, "the redirect was not followed");
+        assert_eq!(waiting(&srv).await, 2, "nothing marked delivered");
     }
 }
 

@@ -87,10 +87,14 @@ enum Command {
         /// Do not serve the operator console at /console/. [env: CHARGEGATE_CONSOLE=false]
         #[arg(long)]
         no_console: bool,
-        /// Push outbox events to this http:// URL, signed with
+        /// Push outbox events to this http:// or https:// URL, signed with
         /// CHARGEGATE_OUTBOX_WEBHOOK_SECRET. [env: CHARGEGATE_OUTBOX_WEBHOOK]
         #[arg(long, value_name = "URL")]
         outbox_webhook: Option<String>,
+        /// Trust the CA certificates of this PEM file for an https:// webhook, besides
+        /// the system's roots. [env: CHARGEGATE_OUTBOX_WEBHOOK_CA]
+        #[arg(long, value_name = "FILE")]
+        outbox_webhook_ca: Option<String>,
         /// With --demo: run a simulated Netflix side in this process, which raises
         /// charges, activates subscriptions and reads the outbox through the connector API.
         #[arg(long)]
@@ -443,6 +447,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rate_limit,
             no_console,
             outbox_webhook,
+            outbox_webhook_ca,
             ..
         } => FlagOverrides {
             header_timeout: *header_timeout,
@@ -452,6 +457,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rate_limit: *rate_limit,
             console: no_console.then_some(false),
             outbox_webhook: outbox_webhook.clone(),
+            outbox_webhook_ca: outbox_webhook_ca.clone(),
             ..flags
         },
         _ => flags,

@@ -404,3 +404,96 @@ fn a_setting_whose_row_is_gone_from_the_configuration_page_is_reported() {
     assert_ne!(without, page, "the page had the row to remove");
     assert_eq!(settings_without_a_row(&without), ["console_idle_timeout"]);
 }
+
+/// A CA certificate (self-signed, valid until 2126) for the settings' checks; the
+/// webhook tests make their own CAs and serve HTTPS with them.
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBoDCCAUWgAwIBAgIUI3L1iYSVXT61NHrO1UEnn1NA3MgwCgYIKoZIzj0EAwIw
+JDEiMCAGA1UEAwwZY2hhcmdlZ2F0ZSBjb25maWcgdGVzdCBDQTAgFw0yNjEyMDgw
+MDA0MThaGA8yMTI2MTExNDAwMDQxOFowJDEiMCAGA1UEAwwZY2hhcmdlZ2F0ZSBj
+b25maWcgdGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABJ+guhmV6qeM
+RPHkCfXow43QAZcnNW+HsymqRR8rCcKJplgJ1Y3vn3lSVGXSWNFLIPwNpwXLCOMN
+YlBaw1VjxkSjUzBRMB0GA1UdDgQWBBThVwr83MKX0iueksa3100Ows6jgDAfBgNV
+HSMEGDAWgBThVwr83MKX0iueksa3100Ows6jgDAPBgNVHRMBAf8EBTADAQH/MAoG
+CCqGSM49BAMCA0kAMEYCIQD3eihPGvxWluCoYGqOu1qaIj1DoLzRqZHdXhoHE1Sl
+XAIhAI6zd8GnOig7PqBsssSdy7fs+8xU+QUg1viKtJry7F7H
+-----END CERTIFICATE-----
+";
+
+#[test]
+fn the_webhook_ca_file_comes_from_every_layer_and_holds_one_or_more_certificates() {
+    let s = Settings::load(None, &[], &FlagOverrides::default()).expect("defaults");
+    assert_eq!(s.outbox_webhook_ca, "");
+    assert_eq!(s.outbox_webhook_ca(), None);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let one = dir.path().join("one.pem");
+    std::fs::write(&one, CA_PEM).expect("write");
+    let two = dir.path().join("two.pem");
+    std::fs::write(&two, format!("{CA_PEM}{CA_PEM}")).expect("write");
+    let one_text = one.display().to_string();
+    let two_text = two.display().to_string();
+
+    let f = file(&format!("outbox_webhook_ca = {one_text:?}\n"));
+    let s = Settings::load(Some(f.path()), &[], &FlagOverrides::default()).expect("file");
+    assert_eq!(s.outbox_webhook_ca(), Some(one.as_path()));
+
+    let vars = env(&[("CHARGEGATE_OUTBOX_WEBHOOK_CA", &two_text)]);
+    let s = Settings::load(Some(f.path()), &vars, &FlagOverrides::default()).expect("env");
+    assert_eq!(s.outbox_webhook_ca(), Some(two.as_path()));
+
+    let flags = FlagOverrides {
+        outbox_webhook_ca: Some(one_text.clone()),
+        ..FlagOverrides::default()
+    };
+    let s = Settings::load(Some(f.path()), &vars, &flags).expect("flag");
+    assert_eq!(s.outbox_webhook_ca(), Some(one.as_path()));
+}
+
+#[test]
+fn an_unreadable_or_invalid_webhook_ca_file_is_refused_in_one_line_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a certificate\n").expect("write");
+    let cut = dir.path().join("cut.pem");
+    std::fs::write(&cut, &CA_PEM[..CA_PEM.len() / 2]).expect("write");
+    let missing = dir.path().join("missing.pem");
+    for path in [&text, &cut, &missing] {
+        let path = path.display().to_string();
+        let err = Settings::load(
+            None,
+            &env(&[("CHARGEGATE_OUTBOX_WEBHOOK_CA", &path)]),
+            &FlagOverrides::default(),
+        )
+        .expect_err(&path);
+        assert!(
+            err.starts_with(&format!("outbox_webhook_ca {path}: ")),
+            "{err}"
+        );
+        in_words(&err);
+    }
+}
+
+#[test]
+fn debug_output_and_errors_hide_the_webhook_url_but_its_host() {
+    let s = Settings {
+        outbox_webhook: "https://ops:hunter2@hooks.example.com/t/hunter2?k=hunter2".into(),
+        outbox_webhook_secret: "hunter2".into(),
+        ..Settings::default()
+    };
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("https://hooks.example.com"), "{shown}");
+
+    let err = Settings::load(
+        None,
+        &env(&[(
+            "CHARGEGATE_OUTBOX_WEBHOOK",
+            "ftp://ops:hunter2@hooks.example.com/",
+        )]),
+        &FlagOverrides::default(),
+    )
+    .expect_err("not http");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("https://"), "{err}");
+}

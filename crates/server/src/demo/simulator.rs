@@ -9,8 +9,7 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{Method, Uri};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use super as demo;
@@ -20,11 +19,12 @@ use crate::api::paths::{BASE, CONNECTOR};
 const CHARGE_EVERY: Duration = Duration::from_secs(20);
 const SIGN_UP_EVERY: Duration = Duration::from_secs(60);
 const OUTBOX_EVERY: Duration = Duration::from_secs(2);
-const CALL_DEADLINE: Duration = Duration::from_secs(10);
 
 const CUSTOMERS: [&str; 5] = ["pci155", "pci156", "pci157", "pci158", "pci159"];
 
 struct Client {
+    /// The server's one HTTP client (calls give up after 10 s).
+    http: reqwest::Client,
     base: String,
     key: String,
 }
@@ -37,18 +37,18 @@ impl Client {
         body: Option<Value>,
         bearer: &str,
     ) -> Option<Value> {
-        let uri: Uri = format!("{}{path}", self.base).parse().ok()?;
-        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        match crate::jobs::http_client::call(
-            method,
-            &uri,
-            &[("authorization", format!("Bearer {bearer}"))],
-            body,
-            CALL_DEADLINE,
-        )
-        .await
-        {
-            Ok((_, body)) => {
+        let body = body.map_or_else(String::new, |b| b.to_string());
+        let answer = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .bearer_auth(bearer)
+            .body(body)
+            .send()
+            .await;
+        match answer {
+            Ok(answer) => {
+                let body = answer.bytes().await.ok()?;
                 let answer: Value = serde_json::from_slice(&body).ok()?;
                 if answer["status"]["code"] != "OK" {
                     tracing::warn!(target: "netflix", %path, answer = %answer["status"], "the call was refused");
@@ -57,6 +57,7 @@ impl Client {
                 Some(answer["data"].clone())
             }
             Err(e) => {
+                let e = crate::jobs::webhook_client::describe(&e);
                 tracing::warn!(target: "netflix", %path, error = %e, "the call failed");
                 None
             }
@@ -182,9 +183,15 @@ async fn drain_outbox(client: &Client) {
         .await;
 }
 
-/// Runs until `stop` turns true.
-pub async fn run(base: String, key: String, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let client = Client { base, key };
+/// Runs until `stop` turns true, calling the server at `base` through `http` (the
+/// server's one client, [`crate::jobs::webhook_client::build`]).
+pub async fn run(
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = Client { http, base, key };
     tracing::info!(target: "netflix", "simulated Netflix side running: a charge every {}s, a sign-up every {}s", CHARGE_EVERY.as_secs(), SIGN_UP_EVERY.as_secs());
     let mut charges = tokio::time::interval(CHARGE_EVERY);
     let mut sign_ups = tokio::time::interval(SIGN_UP_EVERY);

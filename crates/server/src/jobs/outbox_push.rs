@@ -10,12 +10,14 @@
 //! lease lasts [`LEASE`] and is renewed before every batch, and a webhook call gives up
 //! after [`CALL_TIMEOUT`], well within it, so two servers never deliver one event at the
 //! same time (short of a process stalled for longer than the difference).
+//!
+//! The calls go through the server's one HTTP client ([`crate::jobs::webhook_client`]):
+//! `http://` or `https://` with the certificate checked, redirects not followed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{Method, Uri};
 use chargegate_core::Store;
 use chargegate_core::clock::Clock;
 use hmac::{Hmac, Mac};
@@ -28,7 +30,7 @@ use crate::metrics::Metrics;
 /// How long a lease lasts without renewal, in seconds.
 pub const LEASE: i64 = 30;
 /// The longest a webhook call may take.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CALL_TIMEOUT: Duration = crate::jobs::webhook_client::CALL_TIMEOUT;
 /// Events per webhook call.
 pub const BATCH: u32 = 100;
 /// The first pause after a failure, and the longest.
@@ -37,32 +39,34 @@ pub const MAX_RETRY: Duration = Duration::from_secs(60);
 /// How often an idle pusher looks for new events.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// Where to push, and with which secret.
+/// Where to push, and with which secret. Neither is ever logged whole: a user name and
+/// password, the path or the query of the URL may hold a credential.
 #[derive(Clone)]
 pub struct Webhook {
-    pub uri: Uri,
+    pub url: reqwest::Url,
     pub secret: String,
 }
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Webhook")
-            .field("uri", &self.uri)
+            .field("url", &crate::jobs::webhook_client::loggable(&self.url))
             .field("secret", &"<redacted>")
             .finish()
     }
 }
 
 impl Webhook {
-    /// A webhook URL: `http://HOST[:PORT]/PATH`. (For HTTPS, put a TLS-terminating proxy
-    /// on the same host in front of the receiver.)
+    /// A webhook URL: `http://` or `https://HOST[:PORT]/PATH`. A user name and password
+    /// in it are sent as HTTP basic authentication. Messages never repeat the URL.
     pub fn parse(url: &str, secret: String) -> Result<Webhook, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("the outbox webhook URL {url:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        const SHAPE: &str = "http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH";
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| format!("the outbox webhook URL is not a URL ({e}): expected {SHAPE}"))?;
+        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
             return Err(format!(
-                "the outbox webhook URL {url:?} must be http://HOST[:PORT]/PATH"
+                "the outbox webhook URL must be {SHAPE}, not a {}: URL",
+                url.scheme()
             ));
         }
         if secret.is_empty() {
@@ -70,7 +74,7 @@ impl Webhook {
                 "an outbox webhook needs a secret (CHARGEGATE_OUTBOX_WEBHOOK_SECRET)".into(),
             );
         }
-        Ok(Webhook { uri, secret })
+        Ok(Webhook { url, secret })
     }
 }
 
@@ -91,17 +95,27 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
     format!("t={t},v1={hex}")
 }
 
-/// One POST; `Ok(status)` when an answer came back in time.
-async fn post(webhook: &Webhook, body: Bytes, signature: String) -> Result<u16, String> {
-    crate::jobs::http_client::call(
-        Method::POST,
-        &webhook.uri,
-        &[("x-chargegate-signature", signature)],
-        body,
-        CALL_TIMEOUT,
-    )
-    .await
-    .map(|(status, _)| status)
+/// One POST; `Ok(status)` when an answer came back in time (a redirect is an answer,
+/// not followed).
+async fn post(
+    client: &reqwest::Client,
+    webhook: &Webhook,
+    body: Bytes,
+    signature: String,
+) -> Result<u16, String> {
+    let response = client
+        .post(webhook.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("x-chargegate-signature", signature)
+        .timeout(CALL_TIMEOUT)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| crate::jobs::webhook_client::describe(&e))?;
+    let status = response.status().as_u16();
+    // Read the answer to its end, so the connection can serve the next call.
+    let _ = response.bytes().await;
+    Ok(status)
 }
 
 /// A name for this server in the lease, unique per process start.
@@ -112,22 +126,27 @@ fn holder() -> String {
     format!("{}-{random}", std::process::id())
 }
 
-/// Pushes until `stop` resolves.
+/// Pushes through `client` (the server's one, [`crate::jobs::webhook_client::build`]) until
+/// `stop` resolves.
 pub async fn run(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     webhook: Webhook,
+    client: reqwest::Client,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let holder = holder();
     let mut backoff = FIRST_RETRY;
-    tracing::info!(webhook = %webhook.uri, "outbox webhook pushing");
+    tracing::info!(
+        webhook = %crate::jobs::webhook_client::loggable(&webhook.url),
+        "outbox webhook pushing"
+    );
     loop {
         if *stop.borrow() {
             return;
         }
-        let pause = match push_once(&*store, &*clock, &metrics, &webhook, &holder).await {
+        let pause = match push_once(&*store, &*clock, &metrics, &client, &webhook, &holder).await {
             Pushed::Delivered => {
                 backoff = FIRST_RETRY;
                 Duration::ZERO
@@ -164,6 +183,7 @@ async fn push_once(
     store: &dyn Store,
     clock: &dyn Clock,
     metrics: &Metrics,
+    client: &reqwest::Client,
     webhook: &Webhook,
     holder: &str,
 ) -> Pushed {
@@ -203,7 +223,7 @@ async fn push_once(
     let body = Bytes::from(body.to_string());
     let t = clock.now().unix();
     let signed = signature(&webhook.secret, t, &body);
-    match post(webhook, body, signed).await {
+    match post(client, webhook, body, signed).await {
         Ok(status) if (200..300).contains(&status) => {
             let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
             if let Err(e) = store.ack_outbox(None, &ids, clock.now()).await {
@@ -265,10 +285,25 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls_with_a_secret_are_accepted() {
+    fn http_and_https_urls_with_a_secret_are_accepted() {
         assert!(Webhook::parse("http://127.0.0.1:9/hook", "k".into()).is_ok());
-        assert!(Webhook::parse("https://example.com/hook", "k".into()).is_err());
+        assert!(Webhook::parse("https://example.com/hook", "k".into()).is_ok());
         assert!(Webhook::parse("http://127.0.0.1:9/hook", String::new()).is_err());
         assert!(Webhook::parse("not a url", "k".into()).is_err());
+        assert!(Webhook::parse("ftp://example.com/hook", "k".into()).is_err());
+        assert!(Webhook::parse("mailto:ops@example.com", "k".into()).is_err());
+    }
+
+    #[test]
+    fn the_webhook_url_is_never_shown_whole() {
+        let url = "https://ops:hunter2@hooks.example.com/hunter2?token=hunter2";
+        let webhook = Webhook::parse(url, "k".into()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{webhook:?}").contains("hunter2"));
+        for bad in ["https://ops:hunter2@", "ftp://ops:hunter2@example.com/"] {
+            let err = Webhook::parse(bad, "k".into()).expect_err(bad);
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let err = Webhook::parse(url, String::new()).expect_err("no secret");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }
