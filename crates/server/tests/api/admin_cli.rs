@@ -4,12 +4,10 @@
 //! nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::Output;
 
-use common::process::{self, chargegate};
-use common::*;
+use crate::common::process::{self, chargegate};
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn cli(srv: &TestServer, args: &[&str], stdin: &str) -> Output {
@@ -220,7 +218,7 @@ fn on_a_terminal(url: &str, args: &[&str], answers: &[(&str, &str)]) -> Option<(
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    let quoted: Vec<String> = std::iter::once(common::process::BIN)
+    let quoted: Vec<String> = std::iter::once(crate::common::process::BIN)
         .chain(args.iter().copied())
         .map(|a| format!("'{a}'"))
         .collect();

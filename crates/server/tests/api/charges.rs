@@ -2,9 +2,7 @@
 //! decline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn list_url(token: &str, group: &str, limit: u32, offset: u64) -> String {

@@ -2,11 +2,9 @@
 //! uses them, and a backup carrying what they made.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::Output;
 
-use common::process::{Server, Workdir, count};
+use crate::common::process::{Server, Workdir, count};
 use serde_json::json;
 
 #[track_caller]

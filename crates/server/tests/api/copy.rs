@@ -2,23 +2,21 @@
 //! the copy serves exactly like the original.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::Output;
 use std::sync::Arc;
 
+use crate::common::*;
 use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey};
 use chargegate_core::clock::Clock;
 use chargegate_core::subscription::{NewPromotion, Promotion, PromotionCode};
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_store::tables::Chunk;
 use chargegate_store::{DatabaseUrl, StoreOptions};
-use common::*;
 use serde_json::json;
 
 fn chargegate(args: &[&str]) -> Output {
     // The URLs come as flags; the variable is only a placeholder the flag overrides.
-    common::process::chargegate("sqlite://unused.db", args)
+    crate::common::process::chargegate("sqlite://unused.db", args)
         .output()
         .unwrap()
 }
@@ -158,9 +156,7 @@ fn table_of(chunk: &Chunk) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_to_postgresql_and_back_keeps_every_row() {
-    if !db::postgres_or_skip("a_copy_to_postgresql_and_back_keeps_every_row") {
-        return;
-    }
+    db::require_postgres("a_copy_to_postgresql_and_back_keeps_every_row");
     let source = populated(Backend::Sqlite).await;
     let original = comparable(&source.db).await;
     let tables: Vec<&str> = original.iter().map(table_of).collect();

@@ -3,9 +3,7 @@
 //! server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const DECLINE: &str = "/crmapi/rest/v2/netflix/charges/decline";

@@ -2,12 +2,10 @@
 //! and never touches data it did not create.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::process::Output;
 
-use common::process::{self, Server};
-use common::*;
+use crate::common::process::{self, Server};
+use crate::common::*;
 
 /// Runs `chargegate ARGS…` on the test database and waits for it to exit.
 fn run(db: &TestDb, args: &[&str], stdin: &str) -> Output {

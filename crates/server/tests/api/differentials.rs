@@ -4,9 +4,7 @@
 //! and replays are told apart from applied items.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const DECLINE: &str = "/crmapi/rest/v2/netflix/charges/decline";

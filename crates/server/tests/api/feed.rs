@@ -2,14 +2,12 @@
 //! decisions commit, on both backends; and `charges export` writes exactly the feed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::common::process::{self, chargegate};
+use crate::common::*;
 use chargegate_core::clock::Clock;
-use common::process::{self, chargegate};
-use common::*;
 use serde_json::{Value, json};
 
 const V1: &str = "/chargegate/v1";
@@ -203,9 +201,7 @@ on_every_backend! {
 /// paged past a later id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgresql_an_entry_that_commits_late_is_served_after_the_others_not_skipped() {
-    if !common::db::postgres_or_skip("late_commit") {
-        return;
-    }
+    db::require_postgres("late_commit");
     use sqlx::Connection;
     let srv = TestServer::start(Backend::Postgres).await;
     srv.add_charges(OPERATOR, &[("L1", "c1"), ("L2", "c2")])

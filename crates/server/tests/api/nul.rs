@@ -2,9 +2,7 @@
 //! text input, so both backends answer alike and nothing reaches the database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 on_every_backend! {

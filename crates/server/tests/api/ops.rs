@@ -2,9 +2,7 @@
 //! listener, JSON logs without secrets, backups of a live database, and graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::process::*;
+use crate::common::process::*;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct-horse-battery-staple";

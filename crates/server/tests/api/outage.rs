@@ -2,15 +2,13 @@
 //! and the server recovers by itself, without a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::proxy::Proxy;
+use crate::common::*;
 use chargegate::app::AuthSettings;
 use chargegate_store::StoreOptions;
-use common::proxy::Proxy;
-use common::*;
 use serde_json::json;
 
 fn quick() -> StoreOptions {
@@ -22,11 +20,7 @@ fn quick() -> StoreOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_postgresql_answers_503_and_the_server_recovers_when_it_returns() {
-    if !db::postgres_or_skip(
-        "a_lost_postgresql_answers_503_and_the_server_recovers_when_it_returns",
-    ) {
-        return;
-    }
+    db::require_postgres("a_lost_postgresql_answers_503_and_the_server_recovers_when_it_returns");
     let real = TestDb::new(Backend::Postgres).await;
     let proxy = Proxy::start(real.host_port()).await;
     let proxied = real.through(

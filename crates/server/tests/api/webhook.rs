@@ -3,17 +3,15 @@
 //! and two servers on one PostgreSQL database never delivering at the same time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use chargegate::outbox_push::{self, Webhook};
-use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -188,9 +186,7 @@ on_every_backend! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgresql_database_never_push_at_the_same_time() {
-    if !db::postgres_or_skip("two_servers_on_one_postgresql_database_never_push_at_the_same_time") {
-        return;
-    }
+    db::require_postgres("two_servers_on_one_postgresql_database_never_push_at_the_same_time");
     let first = TestServer::start(Backend::Postgres).await;
     let second = TestServer::start_on(first.db.clone(), Default::default()).await;
     let token = first.login().await;
