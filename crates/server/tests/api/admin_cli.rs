@@ -4,10 +4,12 @@
 //! nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::process::Output;
 
-use crate::common::process::{self, chargegate};
-use crate::common::*;
+use common::process::{self, chargegate};
+use common::*;
 use serde_json::{Value, json};
 
 fn cli(srv: &TestServer, args: &[&str], stdin: &str) -> Output {
@@ -218,7 +220,7 @@ fn on_a_terminal(url: &str, args: &[&str], answers: &[(&str, &str)]) -> Option<(
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    let quoted: Vec<String> = std::iter::once(crate::common::process::BIN)
+    let quoted: Vec<String> = std::iter::once(common::process::BIN)
         .chain(args.iter().copied())
         .map(|a| format!("'{a}'"))
         .collect();

@@ -2,8 +2,10 @@
 //! which request; and the reconciliation feed's window, filters and parameters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::*;
+use super::common;
+
 use chargegate_core::clock::Clock;
+use common::*;
 use serde_json::{Value, json};
 
 const V1: &str = "/chargegate/v1";

@@ -1,9 +1,11 @@
 //! Login, lockout, token lifetime, release, and where tokens may travel.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::*;
+use super::common;
+
 use chargegate::app::AuthSettings;
 use chargegate_core::store::LoginPolicy;
+use common::*;
 use serde_json::json;
 
 const LOGIN: &str = "/crmapi/rest/v2/authentication/token";

@@ -2,7 +2,9 @@
 //! decline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::*;
+use super::common;
+
+use common::*;
 use serde_json::{Value, json};
 
 fn list_url(token: &str, group: &str, limit: u32, offset: u64) -> String {

@@ -2,9 +2,11 @@
 //! CSV import, and `serve --demo` answering CRM.COM's decline example.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::process::Output;
 
-use crate::common::process::{Server, Workdir, count};
+use common::process::{Server, Workdir, count};
 
 /// A scratch directory with the commands the tests below use.
 struct Dir(Workdir);
@@ -438,7 +440,7 @@ fn on_a_terminal(d: &Dir, args: &[&str], answers: &[(&str, &str)]) -> Option<(St
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    let quoted: Vec<String> = std::iter::once(crate::common::process::BIN)
+    let quoted: Vec<String> = std::iter::once(common::process::BIN)
         .chain(args.iter().copied())
         .map(|a| format!("'{a}'"))
         .collect();
@@ -863,11 +865,8 @@ fn completions_and_the_manual_page_come_from_the_command_line_definition() {
 
 #[test]
 fn a_database_in_a_missing_directory_is_refused_in_one_line_naming_the_directory() {
-    let out = crate::common::process::run(
-        crate::common::process::chargegate(
-            "sqlite:///nonexistent-chargegate-dir/x.db",
-            &["migrate"],
-        ),
+    let out = common::process::run(
+        common::process::chargegate("sqlite:///nonexistent-chargegate-dir/x.db", &["migrate"]),
         "",
     );
     assert!(!out.status.success());

@@ -2,9 +2,11 @@
 //! uses them, and a backup carrying what they made.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::process::Output;
 
-use crate::common::process::{Server, Workdir, count};
+use common::process::{Server, Workdir, count};
 use serde_json::json;
 
 #[track_caller]

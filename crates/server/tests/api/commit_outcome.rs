@@ -3,13 +3,15 @@
 //! not — never "nothing applied" for decisions that are stored.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::proxy::{AtCommit, Proxy};
-use crate::common::*;
 use chargegate::app::AuthSettings;
 use chargegate_store::StoreOptions;
+use common::proxy::{AtCommit, Proxy};
+use common::*;
 use serde_json::json;
 
 async fn through_proxy(name: &str) -> (TestServer, Proxy, TestDb) {

@@ -4,13 +4,15 @@
 //! state, promotions upsert, and 8 deciding clients racing a consumer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::common::*;
 use chargegate_core::apikey::{ApiKey, KEY_BYTES};
 use chargegate_core::clock::Timestamp;
 use chargegate_core::connector::{CONNECTOR_KEY_MARK, NewConnectorKey};
+use common::*;
 use serde_json::{Value, json};
 
 const C: &str = "/chargegate/v1/connector";

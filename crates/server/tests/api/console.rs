@@ -3,10 +3,11 @@
 //! escaping, and decisions that reach the API's history as `console:<user>`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::common::*;
 use chargegate::app::AuthSettings;
 use chargegate::config::SecureCookies;
 use chargegate::console::ConsoleSettings;
@@ -14,6 +15,7 @@ use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey};
 use chargegate_core::console::SessionPolicy;
 use chargegate_core::store::LoginPolicy;
 use chargegate_core::text::{OperatorCode, Username};
+use common::*;
 use serde_json::json;
 
 const V1: &str = "/chargegate/v1";

@@ -2,21 +2,23 @@
 //! the copy serves exactly like the original.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::process::Output;
 use std::sync::Arc;
 
-use crate::common::*;
 use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey};
 use chargegate_core::clock::Clock;
 use chargegate_core::subscription::{NewPromotion, Promotion, PromotionCode};
 use chargegate_core::text::{OperatorCode, Username};
 use chargegate_store::tables::Chunk;
 use chargegate_store::{DatabaseUrl, StoreOptions};
+use common::*;
 use serde_json::json;
 
 fn chargegate(args: &[&str]) -> Output {
     // The URLs come as flags; the variable is only a placeholder the flag overrides.
-    crate::common::process::chargegate("sqlite://unused.db", args)
+    common::process::chargegate("sqlite://unused.db", args)
         .output()
         .unwrap()
 }

@@ -3,10 +3,10 @@
 //! `http_errors = "crm"` mode that answers every error envelope with HTTP 200.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::time::Duration;
 
-use crate::common::process::{chargegate, run};
-use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chargegate::app::AuthSettings;
@@ -15,6 +15,8 @@ use chargegate::ratelimit::OperatorRateLimit;
 use chargegate_core::clock::Timestamp;
 use chargegate_core::store::NewToken;
 use chargegate_core::token::Token;
+use common::process::{chargegate, run};
+use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,7 +3,9 @@
 //! server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::*;
+use super::common;
+
+use common::*;
 use serde_json::{Value, json};
 
 const DECLINE: &str = "/crmapi/rest/v2/netflix/charges/decline";

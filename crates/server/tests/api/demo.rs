@@ -2,10 +2,12 @@
 //! and never touches data it did not create.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::process::Output;
 
-use crate::common::process::{self, Server};
-use crate::common::*;
+use common::process::{self, Server};
+use common::*;
 
 /// Runs `chargegate ARGS…` on the test database and waits for it to exit.
 fn run(db: &TestDb, args: &[&str], stdin: &str) -> Output {

@@ -4,7 +4,9 @@
 //! and replays are told apart from applied items.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::*;
+use super::common;
+
+use common::*;
 use serde_json::json;
 
 const DECLINE: &str = "/crmapi/rest/v2/netflix/charges/decline";

@@ -4,12 +4,14 @@
 //! generous bound, never how fast.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::*;
 use chargegate::edge::EdgeSettings;
 use chargegate::ratelimit::OperatorRateLimit;
+use common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -354,7 +356,7 @@ on_every_backend! {
 /// listen queue until they time out), and served once the header timeout closed them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_sockets_past_the_descriptor_limit_lock_no_client_out() {
-    use crate::common::process::{BIN, Server, Workdir};
+    use common::process::{BIN, Server, Workdir};
 
     let d = Workdir::new();
     d.ok(&["migrate"], "");

@@ -2,17 +2,19 @@
 //! and the one list of tables against the real schema.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::common::process::{self, Server};
-use crate::common::*;
 use chargegate_core::Database;
 use chargegate_core::batch::{Batch, ItemInput, ItemRequest, Method, Verdict};
 use chargegate_core::clock::Timestamp;
 use chargegate_core::store::StoreError;
 use chargegate_core::text::{ChargeNumber, CustomerId, ReferenceNumber};
 use chargegate_store::tables::{NOT_COPIED, NOT_COPIED_COLUMNS, TABLES};
+use common::process::{self, Server};
+use common::*;
 use serde_json::{Value, json};
 
 fn decline_of(

@@ -2,12 +2,14 @@
 //! decisions commit, on both backends; and `charges export` writes exactly the feed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::common::process::{self, chargegate};
-use crate::common::*;
 use chargegate_core::clock::Clock;
+use common::process::{self, chargegate};
+use common::*;
 use serde_json::{Value, json};
 
 const V1: &str = "/chargegate/v1";

@@ -2,7 +2,9 @@
 //! body limits, odd content types, unknown paths and verbs, health probes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::*;
+use super::common;
+
+use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -2,10 +2,12 @@
 //! and decisions recording the key they were made with.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::*;
+use super::common;
+
 use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey, RevokeOutcome};
 use chargegate_core::clock::Timestamp;
 use chargegate_core::text::{OperatorCode, Username};
+use common::*;
 
 const V1: &str = "/chargegate/v1";
 use serde_json::json;

@@ -5,12 +5,14 @@
 //! `CHARGEGATE_TEST_UPDATE_OPENAPI=1 cargo test -p chargegate --test api openapi::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::path::PathBuf;
 
-use crate::common::*;
 use chargegate_core::batch::{ItemErrorCode, MAX_ITEMS, Method};
 use chargegate_core::charge::ChargeField;
 use chargegate_core::text::{ChargeNumber, CustomerId, ReferenceNumber};
+use common::*;
 use serde_json::Value;
 use utoipa::openapi::{RefOr, Schema};
 

@@ -2,7 +2,9 @@
 //! listener, JSON logs without secrets, backups of a live database, and graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common::process::*;
+use super::common;
+
+use common::process::*;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct-horse-battery-staple";

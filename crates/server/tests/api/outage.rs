@@ -2,13 +2,15 @@
 //! and the server recovers by itself, without a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::proxy::Proxy;
-use crate::common::*;
 use chargegate::app::AuthSettings;
 use chargegate_store::StoreOptions;
+use common::proxy::Proxy;
+use common::*;
 use serde_json::json;
 
 fn quick() -> StoreOptions {

@@ -2,9 +2,10 @@
 //! including under races. Runs straight against the store, without HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::sync::Arc;
 
-use crate::common::*;
 use chargegate_core::Database;
 use chargegate_core::batch::{Batch, ItemErrorCode, ItemInput, ItemRequest, Method, Verdict};
 use chargegate_core::charge::{ChargeStatus, StatusGroup};
@@ -16,6 +17,7 @@ use chargegate_core::store::{
 };
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, ReferenceNumber, Username};
 use chargegate_core::token::Token;
+use common::*;
 
 struct Fixture {
     _db: TestDb,

@@ -3,15 +3,17 @@
 //! the promotions list, isolation between operators, and racing creates.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::sync::Arc;
 
-use crate::common::*;
 use chargegate_core::clock::{Clock, Date, Timestamp};
 use chargegate_core::money::{Currency, Money};
 use chargegate_core::store::{ImportOutcome, NewCharge};
 use chargegate_core::subscription::{NewPromotion, Promotion, PromotionCode};
 use chargegate_core::text::{ChargeNumber, CustomerId};
 use chargegate_core::token::Token;
+use common::*;
 
 const V1: &str = "/chargegate/v1";
 use serde_json::{Value, json};

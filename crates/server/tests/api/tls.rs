@@ -4,6 +4,8 @@
 //! (root only, like CI; skipped with a printed reason elsewhere).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use super::common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -193,8 +195,8 @@ async fn postgresql_over_tls_connects_when_required_and_verifies_the_server() {
         );
     }
     // The command line connects the same way.
-    let out = crate::common::process::run(
-        crate::common::process::chargegate(
+    let out = common::process::run(
+        common::process::chargegate(
             &cluster.url(&format!(
                 "sslmode=verify-full&sslrootcert={}",
                 cluster.file("ca.crt")
