@@ -39,10 +39,7 @@ async fn login(client: &reqwest::Client, base: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_database_share_tokens_and_decide_each_charge_once() {
-    if !db::postgres_or_skip("two_servers_on_one_database_share_tokens_and_decide_each_charge_once")
-    {
-        return;
-    }
+    db::require_postgres("two_servers_on_one_database_share_tokens_and_decide_each_charge_once");
     let db = TestDb::new(Backend::Postgres).await;
     let ok = |out: std::process::Output| {
         assert!(

@@ -469,9 +469,7 @@ macro_rules! on_every_backend {
                 $(#[$meta])*
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if !$crate::common::db::postgres_or_skip(stringify!($name)) {
-                        return;
-                    }
+                    $crate::common::db::require_postgres(stringify!($name));
                     let $backend = $crate::common::Backend::Postgres;
                     $body
                 }

@@ -4,7 +4,7 @@
 //! state, promotions upsert, and 8 deciding clients racing a consumer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Login, lockout, token lifetime, release, and where tokens may travel.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use chargegate::state::AuthSettings;
 use chargegate_core::store::LoginPolicy;

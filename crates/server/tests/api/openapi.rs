@@ -2,10 +2,10 @@
 //! `GET /crmapi/rest/v2/openapi.json`, and complete (every method, field and code).
 //!
 //! After changing the API, regenerate the checked-in file with
-//! `CHARGEGATE_TEST_UPDATE_OPENAPI=1 cargo test -p chargegate --test openapi`.
+//! `CHARGEGATE_TEST_UPDATE_OPENAPI=1 cargo test -p chargegate --test api openapi::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::path::PathBuf;
 
@@ -48,7 +48,7 @@ fn the_checked_in_openapi_json_is_the_document_the_code_generates() {
             + 1;
         panic!(
             "{} differs from the document the code generates (first at line {line}); \
-             regenerate it with: CHARGEGATE_TEST_UPDATE_OPENAPI=1 cargo test -p chargegate --test openapi",
+             regenerate it with: CHARGEGATE_TEST_UPDATE_OPENAPI=1 cargo test -p chargegate --test api openapi::",
             path.display()
         );
     }

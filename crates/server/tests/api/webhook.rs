@@ -5,7 +5,7 @@
 //! openssl as tests/tls.rs does), and redirects not followed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -438,9 +438,7 @@ on_every_backend! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_postgresql_database_never_push_at_the_same_time() {
-    if !db::postgres_or_skip("two_servers_on_one_postgresql_database_never_push_at_the_same_time") {
-        return;
-    }
+    db::require_postgres("two_servers_on_one_postgresql_database_never_push_at_the_same_time");
     let first = TestServer::start(Backend::Postgres).await;
     let second = TestServer::start_on(first.db.clone(), Default::default()).await;
     let token = first.login().await;

@@ -3,7 +3,7 @@
 //! the promotions list, isolation between operators, and racing creates.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! generous bound, never how fast.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::sync::Arc;
 use std::time::Duration;

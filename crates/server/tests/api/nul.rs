@@ -2,7 +2,7 @@
 //! text input, so both backends answer alike and nothing reaches the database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use common::*;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use common::*;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! the copy serves exactly like the original.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::process::Output;
 use std::sync::Arc;
@@ -158,9 +158,7 @@ fn table_of(chunk: &Chunk) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_to_postgresql_and_back_keeps_every_row() {
-    if !db::postgres_or_skip("a_copy_to_postgresql_and_back_keeps_every_row") {
-        return;
-    }
+    db::require_postgres("a_copy_to_postgresql_and_back_keeps_every_row");
     let source = populated(Backend::Sqlite).await;
     let original = comparable(&source.db).await;
     let tables: Vec<&str> = original.iter().map(table_of).collect();

@@ -2,7 +2,7 @@
 //! CSV import, and `serve --demo` answering CRM.COM's decline example.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::process::Output;
 

@@ -2,7 +2,7 @@
 //! and the server recovers by itself, without a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,11 +22,7 @@ fn quick() -> StoreOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_postgresql_answers_503_and_the_server_recovers_when_it_returns() {
-    if !db::postgres_or_skip(
-        "a_lost_postgresql_answers_503_and_the_server_recovers_when_it_returns",
-    ) {
-        return;
-    }
+    db::require_postgres("a_lost_postgresql_answers_503_and_the_server_recovers_when_it_returns");
     let real = TestDb::new(Backend::Postgres).await;
     let proxy = Proxy::start(real.host_port()).await;
     let proxied = real.through(

@@ -4,7 +4,7 @@
 //! nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::process::Output;
 

@@ -2,7 +2,7 @@
 //! and never touches data it did not create.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::process::Output;
 

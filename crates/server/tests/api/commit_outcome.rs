@@ -3,7 +3,7 @@
 //! not — never "nothing applied" for decisions that are stored.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +14,12 @@ use common::proxy::{AtCommit, Proxy};
 use common::*;
 use serde_json::json;
 
-async fn through_proxy(name: &str) -> Option<(TestServer, Proxy, TestDb)> {
+async fn through_proxy(name: &str) -> (TestServer, Proxy, TestDb) {
     through_proxy_with(name, 4).await
 }
 
-async fn through_proxy_with(name: &str, connections: u32) -> Option<(TestServer, Proxy, TestDb)> {
-    if !db::postgres_or_skip(name) {
-        return None;
-    }
+async fn through_proxy_with(name: &str, connections: u32) -> (TestServer, Proxy, TestDb) {
+    db::require_postgres(name);
     let real = TestDb::new(Backend::Postgres).await;
     let proxy = Proxy::start(real.host_port()).await;
     // Plain text, so the proxy sees the COMMIT go by.
@@ -39,16 +37,13 @@ async fn through_proxy_with(name: &str, connections: u32) -> Option<(TestServer,
     srv.add_operator(OPERATOR, "EUR", USER, PASSWORD).await;
     srv.add_charges(OPERATOR, &[("I1", "c"), ("I2", "c"), ("I3", "c")])
         .await;
-    Some((srv, proxy, real))
+    (srv, proxy, real)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_whose_answer_is_lost_is_found_committed_and_answered_ok() {
-    let Some((srv, proxy, real)) =
-        through_proxy("a_commit_whose_answer_is_lost_is_found_committed_and_answered_ok").await
-    else {
-        return;
-    };
+    let (srv, proxy, real) =
+        through_proxy("a_commit_whose_answer_is_lost_is_found_committed_and_answered_ok").await;
     let token = srv.login().await;
     proxy.at_next_commit(AtCommit::CutAfter);
     let r = srv
@@ -81,11 +76,8 @@ async fn a_commit_whose_answer_is_lost_is_found_committed_and_answered_ok() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_never_arrived_answers_503_with_nothing_applied() {
-    let Some((srv, proxy, real)) =
-        through_proxy("a_commit_that_never_arrived_answers_503_with_nothing_applied").await
-    else {
-        return;
-    };
+    let (srv, proxy, real) =
+        through_proxy("a_commit_that_never_arrived_answers_503_with_nothing_applied").await;
     let token = srv.login().await;
     proxy.at_next_commit(AtCommit::CutBefore);
     let r = srv
@@ -113,14 +105,11 @@ async fn a_commit_that_never_arrived_answers_503_with_nothing_applied() {
 async fn a_batch_call_takes_at_most_four_round_trips_to_postgresql() {
     // One connection, so that the statements the first calls prepare are there for the
     // measured ones.
-    let Some((srv, proxy, _real)) = through_proxy_with(
+    let (srv, proxy, _real) = through_proxy_with(
         "a_batch_call_takes_at_most_four_round_trips_to_postgresql",
         1,
     )
-    .await
-    else {
-        return;
-    };
+    .await;
     let numbers: Vec<String> = (0..200).map(|i| format!("RT{i:03}")).collect();
     let charges: Vec<(&str, &str)> = numbers.iter().map(|n| (n.as_str(), "c")).collect();
     srv.add_charges(OPERATOR, &charges).await;

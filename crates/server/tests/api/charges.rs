@@ -2,7 +2,7 @@
 //! decline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use common::*;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! escaping, and decisions that reach the API's history as `console:<user>`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

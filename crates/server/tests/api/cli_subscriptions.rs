@@ -2,7 +2,7 @@
 //! uses them, and a backup carrying what they made.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::process::Output;
 

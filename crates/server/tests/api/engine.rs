@@ -2,7 +2,7 @@
 //! and the one list of tables against the real schema.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

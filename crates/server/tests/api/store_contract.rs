@@ -2,7 +2,7 @@
 //! including under races. Runs straight against the store, without HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::sync::Arc;
 
@@ -287,9 +287,7 @@ on_every_backend! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_serves_the_list_from_its_partial_index() {
-    if !db::postgres_or_skip("postgresql_serves_the_list_from_its_partial_index") {
-        return;
-    }
+    db::require_postgres("postgresql_serves_the_list_from_its_partial_index");
     let f = fixture(Backend::Postgres).await;
     let pool = sqlx::PgPool::connect(&f._db.url).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
@@ -319,11 +317,9 @@ async fn postgresql_serves_the_list_from_its_partial_index() {
 /// index too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_finds_references_by_the_whole_index_on_an_unanalysed_database() {
-    if !db::postgres_or_skip(
+    db::require_postgres(
         "postgresql_finds_references_by_the_whole_index_on_an_unanalysed_database",
-    ) {
-        return;
-    }
+    );
     batch_statements_use_their_indexes(false).await;
 }
 
@@ -334,11 +330,9 @@ async fn postgresql_finds_references_by_the_whole_index_on_an_unanalysed_databas
 /// index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_finds_decisions_by_index_after_statistics_taken_early_in_the_databases_life() {
-    if !db::postgres_or_skip(
+    db::require_postgres(
         "postgresql_finds_decisions_by_index_after_statistics_taken_early_in_the_databases_life",
-    ) {
-        return;
-    }
+    );
     batch_statements_use_their_indexes(true).await;
 }
 

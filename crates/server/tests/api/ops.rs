@@ -2,7 +2,7 @@
 //! listener, JSON logs without secrets, backups of a live database, and graceful shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use common::process::*;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! decisions commit, on both backends; and `charges export` writes exactly the feed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -203,9 +203,7 @@ on_every_backend! {
 /// paged past a later id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgresql_an_entry_that_commits_late_is_served_after_the_others_not_skipped() {
-    if !common::db::postgres_or_skip("late_commit") {
-        return;
-    }
+    db::require_postgres("late_commit");
     use sqlx::Connection;
     let srv = TestServer::start(Backend::Postgres).await;
     srv.add_charges(OPERATOR, &[("L1", "c1"), ("L2", "c2")])

@@ -3,7 +3,7 @@
 //! `http_errors = "crm"` mode that answers every error envelope with HTTP 200.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 

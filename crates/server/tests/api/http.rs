@@ -2,7 +2,7 @@
 //! body limits, odd content types, unknown paths and verbs, health probes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use common::*;
 use serde_json::json;

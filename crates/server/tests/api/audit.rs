@@ -2,7 +2,7 @@
 //! which request; and the reconciliation feed's window, filters and parameters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use chargegate_core::clock::Clock;
 use common::*;

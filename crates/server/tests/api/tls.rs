@@ -4,7 +4,7 @@
 //! (root only, like CI; skipped with a printed reason elsewhere).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

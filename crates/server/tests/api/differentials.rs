@@ -4,7 +4,7 @@
 //! and replays are told apart from applied items.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use common::*;
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! and decisions recording the key they were made with.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use super::common;
 
 use chargegate_core::apikey::{ApiKey, KEY_BYTES, NewApiKey, RevokeOutcome};
 use chargegate_core::clock::Timestamp;
