@@ -23,6 +23,7 @@ mod crm_clients;
 mod decline;
 mod demo;
 mod differentials;
+mod docs;
 mod edge;
 mod engine;
 mod feed;
