@@ -104,6 +104,55 @@ async fn a_commit_that_never_arrived_answers_503_with_nothing_applied() {
     assert_eq!(real.scalar("SELECT count(*) FROM decisions").await, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_whose_commit_answer_is_lost_is_found_committed() {
+    let Some((srv, proxy, real)) =
+        through_proxy("an_acknowledgement_whose_commit_answer_is_lost_is_found_committed").await
+    else {
+        return;
+    };
+    let token = srv.login().await;
+    srv.batch("decline", &token, json!([item("I1", "c")]))
+        .await
+        .assert_all_ok();
+    proxy.at_next_commit(AtCommit::CutAfter);
+    srv.batch(
+        "acknowledge",
+        &token,
+        json!([item_ref("I1", "c", "A-1"), item_ref("I2", "c", "A-2")]),
+    )
+    .await
+    .assert_all_ok();
+    assert_eq!(
+        real.scalar("SELECT count(*) FROM acknowledgements").await,
+        2,
+        "the answer matches the database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_whose_commit_never_arrived_answers_503_with_nothing_applied() {
+    let Some((srv, proxy, real)) = through_proxy(
+        "an_acknowledgement_whose_commit_never_arrived_answers_503_with_nothing_applied",
+    )
+    .await
+    else {
+        return;
+    };
+    let token = srv.login().await;
+    proxy.at_next_commit(AtCommit::CutBefore);
+    let r = srv
+        .batch("acknowledge", &token, json!([item_ref("I3", "c", "A-3")]))
+        .await;
+    r.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert!(r.text.contains("nothing was applied"), "{}", r.text);
+    assert_eq!(
+        real.scalar("SELECT count(*) FROM acknowledgements").await,
+        0,
+        "the answer matches the database"
+    );
+}
+
 /// A decline, an accept and an acknowledge of 50 charges each wait for at most four round
 /// trips to PostgreSQL, the token check included: BEGIN, one statement that checks the
 /// token and locks and reads, one that writes, COMMIT. The connection pool (sqlx) adds one
