@@ -153,6 +153,37 @@ async fn an_acknowledgement_whose_commit_never_arrived_answers_503_with_nothing_
     );
 }
 
+/// A write with no rows of its own to look up (here a subscription's create) cannot
+/// find out what became of a lost COMMIT: it says so, and is not tried again behind the
+/// caller's back (a second attempt would meet its own subscription and renew its token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_create_whose_commit_answer_is_lost_answers_outcome_unknown() {
+    let Some((srv, proxy, real)) =
+        through_proxy("a_subscription_create_whose_commit_answer_is_lost_answers_outcome_unknown")
+            .await
+    else {
+        return;
+    };
+    let token = srv.login().await;
+    let path = format!("{V2}/netflix/subscriptions/create");
+    let body = json!({"token": token, "billing_system_customer_identifier": "c"});
+    proxy.at_next_commit(AtCommit::CutAfter);
+    let r = srv.post(&path, &body).await;
+    r.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert!(r.text.contains("unknown"), "{}", r.text);
+    assert_eq!(real.scalar("SELECT count(*) FROM subscriptions").await, 1);
+    assert_eq!(
+        real.scalar("SELECT count(*) FROM subscription_history")
+            .await,
+        1,
+        "created once, not renewed by a hidden retry"
+    );
+    // Sent again, as the answer advises: the same subscription, with a fresh token.
+    let again = srv.post(&path, &body).await;
+    assert_eq!(again.code(), "OK", "{}", again.text);
+    assert_eq!(real.scalar("SELECT count(*) FROM subscriptions").await, 1);
+}
+
 /// A decline, an accept and an acknowledge of 50 charges each wait for at most four round
 /// trips to PostgreSQL, the token check included: BEGIN, one statement that checks the
 /// token and locks and reads, one that writes, COMMIT. The connection pool (sqlx) adds one
