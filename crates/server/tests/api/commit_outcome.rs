@@ -96,6 +96,86 @@ async fn a_commit_that_never_arrived_answers_503_with_nothing_applied() {
     assert_eq!(real.scalar("SELECT count(*) FROM decisions").await, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_whose_commit_answer_is_lost_is_found_committed() {
+    let Some((srv, proxy, real)) =
+        through_proxy("an_acknowledgement_whose_commit_answer_is_lost_is_found_committed").await
+    else {
+        return;
+    };
+    let token = srv.login().await;
+    srv.batch("decline", &token, json!([item("I1", "c")]))
+        .await
+        .assert_all_ok();
+    proxy.at_next_commit(AtCommit::CutAfter);
+    srv.batch(
+        "acknowledge",
+        &token,
+        json!([item_ref("I1", "c", "A-1"), item_ref("I2", "c", "A-2")]),
+    )
+    .await
+    .assert_all_ok();
+    assert_eq!(
+        real.scalar("SELECT count(*) FROM acknowledgements").await,
+        2,
+        "the answer matches the database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_whose_commit_never_arrived_answers_503_with_nothing_applied() {
+    let Some((srv, proxy, real)) = through_proxy(
+        "an_acknowledgement_whose_commit_never_arrived_answers_503_with_nothing_applied",
+    )
+    .await
+    else {
+        return;
+    };
+    let token = srv.login().await;
+    proxy.at_next_commit(AtCommit::CutBefore);
+    let r = srv
+        .batch("acknowledge", &token, json!([item_ref("I3", "c", "A-3")]))
+        .await;
+    r.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert!(r.text.contains("nothing was applied"), "{}", r.text);
+    assert_eq!(
+        real.scalar("SELECT count(*) FROM acknowledgements").await,
+        0,
+        "the answer matches the database"
+    );
+}
+
+/// A write with no rows of its own to look up (here a subscription's create) cannot
+/// find out what became of a lost COMMIT: it says so, and is not tried again behind the
+/// caller's back (a second attempt would meet its own subscription and renew its token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_create_whose_commit_answer_is_lost_answers_outcome_unknown() {
+    let Some((srv, proxy, real)) =
+        through_proxy("a_subscription_create_whose_commit_answer_is_lost_answers_outcome_unknown")
+            .await
+    else {
+        return;
+    };
+    let token = srv.login().await;
+    let path = format!("{V2}/netflix/subscriptions/create");
+    let body = json!({"token": token, "billing_system_customer_identifier": "c"});
+    proxy.at_next_commit(AtCommit::CutAfter);
+    let r = srv.post(&path, &body).await;
+    r.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert!(r.text.contains("unknown"), "{}", r.text);
+    assert_eq!(real.scalar("SELECT count(*) FROM subscriptions").await, 1);
+    assert_eq!(
+        real.scalar("SELECT count(*) FROM subscription_history")
+            .await,
+        1,
+        "created once, not renewed by a hidden retry"
+    );
+    // Sent again, as the answer advises: the same subscription, with a fresh token.
+    let again = srv.post(&path, &body).await;
+    assert_eq!(again.code(), "OK", "{}", again.text);
+    assert_eq!(real.scalar("SELECT count(*) FROM subscriptions").await, 1);
+}
+
 /// A decline, an accept and an acknowledge of 50 charges each wait for at most four round
 /// trips to PostgreSQL, the token check included: BEGIN, one statement that checks the
 /// token and locks and reads, one that writes, COMMIT. The connection pool (sqlx) adds one

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 pub mod db;
 pub mod process;
 pub mod proxy;
+pub mod standby;
 pub use db::{Backend, TestDb};
 
 /// The operator most tests act as, and its user.

@@ -48,8 +48,7 @@ macro_rules! lock_and_read {
                   used.used_on, \
                   l.id, l.number, l.customer_id, l.status, l.acknowledged_status, \
                   l.acknowledged_reference_number, d.method AS decision_method, \
-                  d.reference_number AS decision_reference, \
-                  CASE WHEN l.id IS NOT NULL THEN pg_current_xact_id()::text END AS xid \
+                  d.reference_number AS decision_reference \
              FROM caller CROSS JOIN used LEFT JOIN locked l ON true \
              LEFT JOIN LATERAL (SELECT method, reference_number FROM decisions \
                   WHERE charge_id = l.id) d ON true"
@@ -147,10 +146,10 @@ impl PostgresStore {
         batch.operator_id = caller.operator_id;
         batch.user_id = caller.user_id;
         batch.key_id = caller.key_id;
-        let (snapshot, xid) = snapshot(&rows)?;
+        let snapshot = snapshot(&rows)?;
         let (verdicts, changes) = batch.decide(&snapshot);
         write_plan(&mut tx, batch, &changes).await?;
-        self.commit(tx, changes.is_empty(), xid).await?;
+        self.commit(tx, batch, &changes).await?;
         Ok(Attempt::Applied(caller, verdicts))
     }
 }
@@ -175,18 +174,13 @@ pub(super) fn caller(row: &PgRow) -> Result<TokenRow, sqlx::Error> {
     })
 }
 
-/// The charges and used references of the statement's rows, and the transaction's id
-/// once a charge is locked.
-fn snapshot(rows: &[PgRow]) -> Result<(Snapshot, Option<String>), Failure> {
+/// The charges and used references of the statement's rows.
+fn snapshot(rows: &[PgRow]) -> Result<Snapshot, Failure> {
     let mut snapshot = Snapshot::default();
-    let mut xid = None;
     for r in rows {
         let Some(id) = r.try_get::<Option<i64>, _>("id")? else {
             continue;
         };
-        if xid.is_none() {
-            xid = r.try_get("xid")?;
-        }
         let row = StateRow {
             id,
             number: r.try_get("number")?,
@@ -215,5 +209,5 @@ fn snapshot(rows: &[PgRow]) -> Result<(Snapshot, Option<String>), Failure> {
             }
         }
     }
-    Ok((snapshot, xid))
+    Ok(snapshot)
 }

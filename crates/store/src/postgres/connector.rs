@@ -23,7 +23,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::subscriptions::subscription_event;
-use super::{Failure, IMPORT_LOCK_KEY, PostgresStore, retried, sql_err};
+use super::{Failure, IMPORT_LOCK_KEY, PostgresStore, commit_or_unknown, retried, sql_err};
 use crate::connector_rows::{ConnectorKeyRow, OUTBOX_COLUMNS, OutboxRow, StoredRow};
 use crate::error::corrupt;
 use crate::rows;
@@ -142,7 +142,7 @@ async fn try_intake(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
+    commit_or_unknown(tx).await?;
     Ok(outcomes)
 }
 
@@ -281,7 +281,7 @@ async fn try_verdicts(
         )
         .await?;
     }
-    tx.commit().await?;
+    commit_or_unknown(tx).await?;
     Ok(outcomes)
 }
 
@@ -358,7 +358,7 @@ async fn try_activate(
     .execute(&mut *tx)
     .await?;
     connector_history(&mut tx, id, "activated", &state, actor).await?;
-    tx.commit().await?;
+    commit_or_unknown(tx).await?;
     Ok(ActivationOutcome::Linked)
 }
 
@@ -391,7 +391,7 @@ async fn try_report_state(
             .await?;
         connector_history(&mut tx, id, "netflix_state", &state, actor).await?;
     }
-    tx.commit().await?;
+    commit_or_unknown(tx).await?;
     Ok(true)
 }
 
@@ -420,7 +420,7 @@ async fn try_promotions(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
+    commit_or_unknown(tx).await?;
     Ok(outcomes)
 }
 

@@ -206,6 +206,21 @@ where
     Err(retries.exhausted())
 }
 
+/// Commits a write that leaves no rows of its own to look up afterwards (a connector or
+/// subscription write). When the connection is lost during COMMIT the answer is "outcome
+/// unknown": not "nothing applied", which may be false, and not a retry, which would
+/// meet the write's own effects when it did commit (and answer, say, "already exists").
+/// Each of these writes is safe to send again.
+async fn commit_or_unknown(tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), Failure> {
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_connection_loss(&e) => Err(Failure::Final(StoreError::OutcomeUnknown(
+            format!("the connection was lost during COMMIT: {e}"),
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure::Final(e)
@@ -248,67 +263,105 @@ impl PostgresStore {
     /// One attempt at a batch, in its own transaction.
     async fn try_apply_batch(&self, batch: &Batch) -> Result<Vec<Verdict>, Failure> {
         let mut tx = self.pool.begin_with(BEGIN_STORE_DECISIONS).await?;
-        let (snapshot, xid) = read_snapshot(&mut tx, batch).await?;
+        let snapshot = read_snapshot(&mut tx, batch).await?;
         let (verdicts, changes) = batch.decide(&snapshot);
         write_plan(&mut tx, batch, &changes).await?;
-        self.commit(tx, changes.is_empty(), xid).await?;
+        self.commit(tx, batch, &changes).await?;
         Ok(verdicts)
     }
 
     /// Commits a batch's transaction and, when the connection is lost during COMMIT,
-    /// finds out whether it happened (see [`PostgresStore::commit_outcome`]).
+    /// finds out from the batch's own rows whether it happened (see
+    /// [`PostgresStore::commit_outcome`]).
     async fn commit(
         &self,
         tx: sqlx::Transaction<'_, sqlx::Postgres>,
-        nothing_to_apply: bool,
-        xid: Option<String>,
+        batch: &Batch,
+        changes: &[ChargeChange],
     ) -> Result<(), Failure> {
         match tx.commit().await {
             Ok(()) => Ok(()),
             // Nothing to apply: whatever became of the transaction, the verdicts hold.
-            Err(_) if nothing_to_apply => Ok(()),
-            Err(e) if is_connection_loss(&e) => match xid {
-                Some(xid) => match self.commit_outcome(&xid).await {
-                    Outcome::Committed => Ok(()),
-                    Outcome::Aborted => Err(Failure::Final(StoreError::Unavailable(format!(
-                        "the connection was lost during COMMIT, which did not happen: {e}"
-                    )))),
-                    Outcome::Unknown(why) => Err(Failure::Final(StoreError::OutcomeUnknown(
-                        format!("the connection was lost during COMMIT ({e}); {why}"),
-                    ))),
-                },
-                None => Err(Failure::Final(StoreError::OutcomeUnknown(format!(
-                    "the connection was lost during COMMIT: {e}"
+            Err(_) if changes.is_empty() => Ok(()),
+            Err(e) if is_connection_loss(&e) => match self.commit_outcome(batch, changes).await {
+                Outcome::Committed => Ok(()),
+                Outcome::Aborted => Err(Failure::Final(StoreError::Unavailable(format!(
+                    "the connection was lost during COMMIT, which did not happen: {e}"
+                )))),
+                Outcome::Unknown(why) => Err(Failure::Final(StoreError::OutcomeUnknown(format!(
+                    "the connection was lost during COMMIT ({e}); {why}"
                 )))),
             },
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Whether the transaction `xid` committed, asked on a fresh connection, within the
-    /// call's time budget (`db_timeout`). The commit may still be under way when the
-    /// question arrives: "in progress" is asked again.
-    async fn commit_outcome(&self, xid: &str) -> Outcome {
+    /// Whether a batch whose COMMIT lost its connection is stored, asked on a fresh
+    /// connection within the call's time budget (`db_timeout`), from the batch's own
+    /// rows: each planned change leaves a decision (or an acknowledgement) naming its
+    /// charge, method, reference, user, time and request id, all written by the one
+    /// transaction, so the transaction committed exactly when every one of them is there.
+    ///
+    /// A transaction id would not do: after a failover the server answering is another
+    /// one, where the id of a commit that never reached it is first "in the future" and
+    /// then given to a new transaction, whose commit it would report.
+    ///
+    /// The question first locks the batch's charges (`FOR KEY SHARE`, which waits for the
+    /// `FOR UPDATE` the batch holds): while the batch's transaction is alive on this
+    /// server, still committing or not yet aware that its client is gone, the answer
+    /// waits for it to end; read after the lock, the rows are the final word of this
+    /// server.
+    async fn commit_outcome(&self, batch: &Batch, changes: &[ChargeChange]) -> Outcome {
         let deadline = tokio::time::Instant::now() + self.budget;
         let mut last = String::from("no answer");
         while tokio::time::Instant::now() < deadline {
-            let status =
-                sqlx::query_scalar::<_, Option<String>>("SELECT pg_xact_status($1::xid8)::text")
-                    .bind(xid)
-                    .fetch_one(&self.pool)
-                    .await;
-            match status {
-                Ok(Some(s)) if s == "committed" => return Outcome::Committed,
-                Ok(Some(s)) if s == "aborted" => return Outcome::Aborted,
-                Ok(Some(s)) => last = format!("transaction {xid} is {s}"),
-                Ok(None) => return Outcome::Unknown(format!("transaction {xid} is not known")),
-                Err(e) => last = e.to_string(),
+            match tokio::time::timeout_at(deadline, self.stored(batch, changes)).await {
+                Ok(Ok(true)) => return Outcome::Committed,
+                Ok(Ok(false)) => return Outcome::Aborted,
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "no answer in time".into(),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Outcome::Unknown(format!(
             "whether it committed could not be found out in time ({last})"
         ))
+    }
+
+    /// Whether every change of the batch is stored as planned (see
+    /// [`PostgresStore::commit_outcome`]).
+    async fn stored(&self, batch: &Batch, changes: &[ChargeChange]) -> Result<bool, sqlx::Error> {
+        let ids: Vec<i64> = changes.iter().map(|c| c.charge_id).collect();
+        let from: Vec<&str> = changes.iter().map(|c| c.from.as_str()).collect();
+        let references: Vec<Option<&str>> = changes
+            .iter()
+            .map(|c| c.reference.as_ref().map(|r| r.as_str()))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT id FROM charges WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        let query = match batch.method {
+            Method::Acknowledge => sqlx::query_scalar::<_, i64>(STORED_ACKNOWLEDGEMENTS),
+            Method::Accept | Method::Decline => {
+                sqlx::query_scalar::<_, i64>(STORED_DECISIONS).bind(batch.method.as_str())
+            }
+        };
+        let found = query
+            .bind(&ids)
+            .bind(&from)
+            .bind(&references)
+            .bind(batch.user_id)
+            .bind(batch.at.unix())
+            .bind(&batch.request_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        // The answer is read; how the look-up ends does not change it.
+        let _ = tx.rollback().await;
+        Ok(found == changes.len() as i64)
     }
 
     /// Whether the database holds no operator, user, token or charge.
@@ -546,33 +599,24 @@ pub const USED_DECISION_REFERENCES: &str = "SELECT d.reference_number, c.number 
           WHERE operator_id = $1 AND method = $2 AND reference_number = r.reference LIMIT 1) d \
      JOIN charges c ON c.id = d.charge_id";
 
-/// Locks the batch's charges, then reads what the rules need. Also returns the
-/// transaction's id once it has one (locking a row gives it one), so that a COMMIT whose
-/// answer is lost can be looked up afterwards.
-async fn read_snapshot(
-    conn: &mut PgConnection,
-    batch: &Batch,
-) -> Result<(Snapshot, Option<String>), Failure> {
+/// Locks the batch's charges, then reads what the rules need.
+async fn read_snapshot(conn: &mut PgConnection, batch: &Batch) -> Result<Snapshot, Failure> {
     let mut snapshot = Snapshot::default();
     let numbers: Vec<&str> = batch.numbers().into_iter().map(|n| n.as_str()).collect();
     if numbers.is_empty() {
-        return Ok((snapshot, None));
+        return Ok(snapshot);
     }
     // Lock first, in id order (so two batches cannot deadlock), read second: the read is
     // a new statement, so under READ COMMITTED it sees every change committed before the
     // locks were granted, decisions included.
-    let locked = sqlx::query(
-        "SELECT id, pg_current_xact_id()::text AS xid FROM charges \
+    sqlx::query(
+        "SELECT id FROM charges \
          WHERE operator_id = $1 AND number = ANY($2) ORDER BY id FOR UPDATE",
     )
     .bind(batch.operator_id)
     .bind(&numbers)
-    .fetch_all(&mut *conn)
+    .execute(&mut *conn)
     .await?;
-    let xid = match locked.first() {
-        Some(row) => Some(row.try_get::<String, _>("xid")?),
-        None => None,
-    };
     let found = sqlx::query(
         "SELECT c.id, c.number, c.customer_id, c.status, d.method AS decision_method, \
                 d.reference_number AS decision_reference, c.acknowledged_status, \
@@ -600,7 +644,7 @@ async fn read_snapshot(
     }
     let references: Vec<&str> = batch.references().into_iter().map(|r| r.as_str()).collect();
     if references.is_empty() {
-        return Ok((snapshot, xid));
+        return Ok(snapshot);
     }
     // Each method's references form their own namespace: its accepts, its declines, or
     // its acknowledgements. Each reference is looked up by the whole unique index: the
@@ -638,8 +682,27 @@ async fn read_snapshot(
                 .insert(reference, rows::number(number)?);
         }
     }
-    Ok((snapshot, xid))
+    Ok(snapshot)
 }
+
+/// How many of a decision's planned changes are stored as planned: `$1` method, `$2`
+/// charge ids, `$3` from-statuses (unused: a decision row does not keep it), `$4`
+/// references, `$5` user, `$6` time, `$7` request id (what [`DECLINE_SQL`] and
+/// [`ACCEPT_SQL`] write).
+const STORED_DECISIONS: &str = "SELECT count(*) \
+     FROM unnest($2::bigint[], $3::text[], $4::text[]) AS p(id, from_status, reference) \
+     WHERE EXISTS (SELECT 1 FROM decisions d WHERE d.charge_id = p.id AND d.method = $1 \
+          AND d.reference_number IS NOT DISTINCT FROM p.reference AND d.user_id = $5 \
+          AND d.decided_on = $6 AND d.request_id = $7)";
+
+/// How many of an acknowledgement's planned changes are stored as planned: `$1` charge
+/// ids, `$2` the statuses acknowledged, `$3` references, `$4` user, `$5` time, `$6`
+/// request id (what [`ACKNOWLEDGE_SQL`] writes).
+const STORED_ACKNOWLEDGEMENTS: &str = "SELECT count(*) \
+     FROM unnest($1::bigint[], $2::text[], $3::text[]) AS p(id, status, reference) \
+     WHERE EXISTS (SELECT 1 FROM acknowledgements a WHERE a.charge_id = p.id \
+          AND a.status = p.status AND a.reference_number IS NOT DISTINCT FROM p.reference \
+          AND a.user_id = $4 AND a.acknowledged_on = $5 AND a.request_id = $6)";
 
 /// A decision's writes in one statement (one round trip): the conditional status update,
 /// the decision rows and the history rows, all from the plan's arrays. `$1` ids, `$2`

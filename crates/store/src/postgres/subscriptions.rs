@@ -18,7 +18,7 @@ use chargegate_core::text::OperatorCode;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
-use super::{Failure, PostgresStore, retried, sql_err};
+use super::{Failure, PostgresStore, commit_or_unknown, retried, sql_err};
 use crate::subscription_rows::{
     KeyRow, PromotionRow, SubscriptionRow, operator_code, price, subscription_number,
 };
@@ -216,7 +216,7 @@ async fn try_create(
             .await?;
         }
     }
-    tx.commit().await?;
+    commit_or_unknown(tx).await?;
     Ok(outcome)
 }
 
@@ -264,7 +264,7 @@ async fn try_set_state(
     )
     .await?;
     subscription_event(&mut tx, id, kind, request.at.unix()).await?;
-    tx.commit().await?;
+    commit_or_unknown(tx).await?;
     Ok(StateChange::Changed)
 }
 
