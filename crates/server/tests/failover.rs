@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chargegate::app::AuthSettings;
+use chargegate::state::AuthSettings;
 use chargegate_store::StoreOptions;
 use common::standby::{MovingProxy, Pair};
 use common::*;
