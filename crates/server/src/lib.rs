@@ -32,3 +32,6 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+
+#[cfg(test)]
+mod floor_plan;

@@ -5,8 +5,6 @@
 //! Each backend owns its SQL and its migrations; the migration version numbers match
 //! across backends, and a test holds them to it.
 
-use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chargegate_core::Database;
@@ -18,129 +16,18 @@ mod console_rows;
 pub mod copy;
 mod error;
 mod migrations;
+pub mod options;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 mod subscription_rows;
 pub mod tables;
+pub mod url;
 
+pub use options::StoreOptions;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-
-/// A database URL whose scheme chargegate recognises.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// `sqlite://PATH`: a file, created if missing. `sqlite:///abs/path.db` is absolute,
-    /// `sqlite://chargegate.db` relative to the working directory.
-    Sqlite(PathBuf),
-    /// `postgres://…` or `postgresql://…`, handed to the driver as is.
-    Postgres(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UrlError {
-    #[error(
-        "database URL '{0}' has no file path (expected sqlite://PATH, e.g. sqlite://chargegate.db)"
-    )]
-    EmptySqlitePath(String),
-    #[error(
-        "database URL '{0}' is not recognised: use sqlite://PATH (e.g. sqlite://chargegate.db) or postgres://USER@HOST/DB"
-    )]
-    UnknownScheme(String),
-}
-
-impl DatabaseUrl {
-    pub fn parse(url: &str) -> Result<Self, UrlError> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            // Options after '?' are not ours to interpret; refuse rather than create a
-            // file literally named "x.db?mode=ro".
-            if path.is_empty() || path.contains('?') {
-                return Err(UrlError::EmptySqlitePath(redact(url)));
-            }
-            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(DatabaseUrl::Postgres(url.to_owned()))
-        } else {
-            Err(UrlError::UnknownScheme(redact(url)))
-        }
-    }
-
-    pub fn backend(&self) -> &'static str {
-        match self {
-            DatabaseUrl::Sqlite(_) => "sqlite",
-            DatabaseUrl::Postgres(_) => "postgres",
-        }
-    }
-}
-
-/// The URL with any password replaced, fit for messages and logs.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    // A password may also travel as a query parameter (`?password=…`).
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                        format!("{key}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{tail}")
-        }
-        None => format!("{scheme}://{authority}{tail}"),
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DatabaseUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
-            DatabaseUrl::Postgres(u) => f.write_str(&redact(u)),
-        }
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-/// Settings that apply to whichever backend is opened.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    /// Connections per pool (PostgreSQL) or readers (SQLite; there is one writer).
-    pub max_connections: u32,
-    /// How long to wait for a connection, or for SQLite's write lock, before answering
-    /// `503 SERVICE_UNAVAILABLE`.
-    pub acquire_timeout: std::time::Duration,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            max_connections: 8,
-            acquire_timeout: std::time::Duration::from_secs(5),
-        }
-    }
-}
+pub use url::{DatabaseUrl, UrlError, redact};
 
 /// Opens the store the URL names. Does not migrate: call
 /// [`chargegate_core::AdminStore::migrate`].

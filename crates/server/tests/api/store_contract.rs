@@ -374,7 +374,7 @@ async fn batch_statements_use_their_indexes(analyse_early: bool) {
         ),
         &format!(
             "PREPARE batch (bytea, text[], text[], text) AS {}",
-            chargegate_store::postgres::LOCK_AND_READ_DECISIONS
+            chargegate_store::postgres::batch::LOCK_AND_READ_DECISIONS
         ),
     ] {
         sqlx::query(sql).execute(&mut *conn).await.unwrap();

@@ -18,8 +18,8 @@ use chargegate_core::store::{Admission, Authorized, StoreResult, TokenBatch};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{BEGIN_DECISIONS, Failure, PostgresStore, Retries, write_plan};
-use crate::rows::{self, StateRow, TokenRow};
+use super::{BEGIN_DECISIONS, Failure, PostgresStore, Retries, caller, write_plan};
+use crate::rows::{self, StateRow};
 
 /// The caller, the locked charges and the used references, for accept and decline:
 /// `$1` token hash, `$2` charge numbers, `$3` references, `$4` the method. One row per
@@ -158,20 +158,6 @@ enum Attempt {
     Unknown,
     Refused(chargegate_core::store::TokenRecord),
     Applied(chargegate_core::store::TokenRecord, Vec<Verdict>),
-}
-
-/// A token's columns (`user_id`, `operator_id`, `code`, `expires_at`, `revoked`,
-/// `enabled`, `key_id`), as both the token lookup and the batch statement name them.
-pub(super) fn caller(row: &PgRow) -> Result<TokenRow, sqlx::Error> {
-    Ok(TokenRow {
-        user_id: row.try_get("user_id")?,
-        operator_id: row.try_get("operator_id")?,
-        operator_code: row.try_get("code")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked: row.try_get("revoked")?,
-        user_enabled: row.try_get("enabled")?,
-        key_id: row.try_get("key_id")?,
-    })
 }
 
 /// The charges and used references of the statement's rows.

@@ -34,18 +34,17 @@ use chargegate_core::token::TokenHash;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 
-use crate::StoreOptions;
 use crate::error::from_sqlx;
 use crate::migrations::{self, migrator};
-use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS};
+use crate::options::StoreOptions;
+use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS, TokenRow};
 use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
 mod accounts;
 mod audit;
-mod batch;
+pub mod batch;
 mod connector;
 mod console;
-pub use batch::{LOCK_AND_READ_ACKNOWLEDGEMENTS, LOCK_AND_READ_DECISIONS};
 mod subscriptions;
 
 /// How often a batch is retried after losing a race the locks could not prevent.
@@ -229,7 +228,7 @@ impl From<StoreError> for Failure {
 
 impl PostgresStore {
     pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Self> {
-        let shown = crate::redact(url);
+        let shown = crate::url::redact(url);
         let timeout_ms = options.acquire_timeout.as_millis().to_string();
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Internal(format!("bad PostgreSQL URL {shown}: {e}")))?
@@ -1056,7 +1055,7 @@ impl Store for PostgresStore {
         let Some(r) = row else {
             return Ok(None);
         };
-        batch::caller(&r).map_err(sql_err)?.into_record().map(Some)
+        caller(&r).map_err(sql_err)?.into_record().map(Some)
     }
 
     async fn revoke_token(&self, hash: &TokenHash, now: Timestamp) -> StoreResult<bool> {
@@ -1306,4 +1305,18 @@ impl AdminStore for PostgresStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A token's columns (`user_id`, `operator_id`, `code`, `expires_at`, `revoked`,
+/// `enabled`, `key_id`), as both the token lookup and the batch statement name them.
+pub(super) fn caller(row: &PgRow) -> Result<TokenRow, sqlx::Error> {
+    Ok(TokenRow {
+        user_id: row.try_get("user_id")?,
+        operator_id: row.try_get("operator_id")?,
+        operator_code: row.try_get("code")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked: row.try_get("revoked")?,
+        user_enabled: row.try_get("enabled")?,
+        key_id: row.try_get("key_id")?,
+    })
 }

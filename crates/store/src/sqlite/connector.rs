@@ -18,7 +18,7 @@ use chargegate_core::text::ChargeNumber;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use super::subscriptions::{Canceller, cancel_through_charge};
+use super::cancel::{Canceller, cancel_through_charge};
 use crate::connector_rows::{ConnectorKeyRow, OUTBOX_COLUMNS, OutboxRow, StoredRow};
 use crate::error::{corrupt, from_sqlite};
 use crate::rows;

@@ -34,14 +34,15 @@ use chargegate_core::text::{OperatorCode, Username};
 use chargegate_core::token::TokenHash;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
-use crate::StoreOptions;
 use crate::error::{from_sqlite, from_sqlx};
 use crate::migrations::{self, migrator};
+use crate::options::StoreOptions;
 use crate::rows::{self, ChargeRow, IntakeRow, StateRow, TOKEN_RETENTION_SECONDS, TokenRow};
 use crate::tables::{CHUNK_ROWS, CONTENT_TABLES, Chunk, Kind, TABLES, Value};
 
 mod accounts;
 mod audit;
+mod cancel;
 mod connector;
 mod console;
 mod subscriptions;
@@ -631,7 +632,7 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
         let mut declined: Vec<i64> = changes.iter().map(|c| c.charge_id).collect();
         declined.sort_unstable();
         for charge_id in declined {
-            subscriptions::cancel_for_charge(conn, charge_id, batch)?;
+            cancel::cancel_for_charge(conn, charge_id, batch)?;
         }
     }
     Ok(())
