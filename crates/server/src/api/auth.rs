@@ -1,16 +1,16 @@
 //! `authentication/token` (login) and `authentication/token/release`.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::doc as openapi;
 use super::paths::BASE;
-use crate::auth::{authenticate, check_credentials, issue_token};
+use crate::auth::callers::BodyCaller;
+use crate::auth::{check_credentials, issue_token};
 use crate::edge::envelope::{Empty, Envelope};
 use crate::edge::error::ApiError;
-use crate::edge::extract::{self, JsonObject, required_string};
+use crate::edge::extract::{JsonObject, required_string};
 use crate::state::AppState;
 
 /// The `data` of a successful login.
@@ -92,11 +92,8 @@ pub async fn login(
 )]
 pub async fn release(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    BodyCaller { token, .. }: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let token = extract::token(body.get("token"), &headers)?;
-    authenticate(&state, &token).await?;
     state
         .store
         .revoke_token(&token.hash(), state.clock.now())

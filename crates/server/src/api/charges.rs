@@ -1,12 +1,11 @@
 //! `netflix/charges/{accept,decline,acknowledge}` (one batch mechanism for the three) and
 //! `netflix/charges/list`.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::Extension;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chargegate_core::batch::{
     ItemError, ItemErrorCode, ItemInput, ItemRequest, MAX_ITEMS, Method, Verdict,
@@ -23,11 +22,12 @@ use utoipa::ToSchema;
 
 use super::doc as openapi;
 use super::paths::BASE;
-use crate::auth::{admit, authenticate, vouch};
+use crate::auth::callers::{QueryCaller, VouchedToken};
+use crate::auth::{self, authenticate};
 use crate::edge::context::RequestId;
 use crate::edge::envelope::{Empty, Envelope, JsonAmount};
 use crate::edge::error::{ApiError, Code};
-use crate::edge::extract::{self, JsonObject, plain_integer, repeated_parameter, shown};
+use crate::edge::extract::{plain_integer, shown};
 use crate::state::AppState;
 
 /// Accept charges: bill the customers.
@@ -53,10 +53,9 @@ else `failed_charges_set` lists the failed ones in request order.", body = Envel
 pub async fn accept(
     state: State<AppState>,
     id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
+    call: VouchedToken,
 ) -> Result<Response, ApiError> {
-    batch(Method::Accept, state, id, headers, body).await
+    batch(Method::Accept, state, id, call).await
 }
 
 /// Decline charges: do not bill; the Netflix subscriptions end.
@@ -82,10 +81,9 @@ else `failed_charges_set` lists the failed ones in request order.", body = Envel
 pub async fn decline(
     state: State<AppState>,
     id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
+    call: VouchedToken,
 ) -> Result<Response, ApiError> {
-    batch(Method::Decline, state, id, headers, body).await
+    batch(Method::Decline, state, id, call).await
 }
 
 /// Acknowledge charges: the operator has seen them in their current status.
@@ -111,10 +109,9 @@ else `failed_charges_set` lists the failed ones in request order.", body = Envel
 pub async fn acknowledge(
     state: State<AppState>,
     id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
+    call: VouchedToken,
 ) -> Result<Response, ApiError> {
-    batch(Method::Acknowledge, state, id, headers, body).await
+    batch(Method::Acknowledge, state, id, call).await
 }
 
 /// One failed item of `failed_charges_set`.
@@ -153,11 +150,8 @@ async fn batch(
     method: Method,
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    VouchedToken { token, body }: VouchedToken,
 ) -> Result<Response, ApiError> {
-    let token = extract::token(body.get("token"), &headers)?;
-    vouch(&state, &token).await?;
     let items = match parse_items(method, body.get(method.set_name())) {
         Ok(items) => items,
         Err(e) => {
@@ -173,13 +167,13 @@ async fn batch(
         at: state.clock.now(),
         items,
     };
-    // The token is checked in the batch's own transaction where the store can; `admit`
-    // keeps the reason of a refusal for the answer.
-    let refusal = std::sync::Mutex::new(None);
-    let admission = |record: &TokenRecord| match admit(&state, record) {
+    // The token is checked in the batch's own transaction where the store can; the
+    // reason of a refusal is kept for the answer.
+    let refusal = OnceLock::new();
+    let admission = |record: &TokenRecord| match auth::admission(&state, record) {
         Ok(_) => true,
-        Err(e) => {
-            *refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        Err(why) => {
+            let _ = refusal.set(why);
             false
         }
     };
@@ -194,8 +188,9 @@ async fn batch(
     let (batch, verdicts) = match outcome? {
         Authorized::UnknownToken => return Err(ApiError::invalid_token()),
         Authorized::Refused(_) => {
-            let refusal = refusal.into_inner().unwrap_or_else(|p| p.into_inner());
-            return Err(refusal.unwrap_or_else(ApiError::invalid_token));
+            return Err(refusal
+                .get()
+                .map_or_else(ApiError::invalid_token, |&why| why.into()));
         }
         Authorized::Applied {
             batch, verdicts, ..
@@ -540,28 +535,9 @@ pub fn parse_list_params(query: &[(String, String)]) -> Result<ListParams, ApiEr
 )]
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    QueryCaller { caller, query }: QueryCaller,
 ) -> Result<Envelope<impl Serialize>, ApiError> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
-    })?;
-    if let Some(name) = repeated_parameter(&query) {
-        return Err(ApiError::invalid_parameter(
-            shown(name),
-            format!(
-                "the query parameter '{}' is given more than once",
-                shown(name)
-            ),
-        ));
-    }
-    let token = query
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| Value::String(v.clone()));
-    let token = extract::token(token.as_ref(), &headers)?;
-    let caller = authenticate(&state, &token).await?;
-    let params = parse_list_params(&query)?;
+    let params = parse_list_params(&query.0)?;
     let fields: std::sync::Arc<[ChargeField]> = params.fields.into();
     let charges = state
         .store

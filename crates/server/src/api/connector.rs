@@ -8,7 +8,6 @@
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use chargegate_core::charge::ChargeStatus;
 use chargegate_core::clock::{Date, Timestamp};
 use chargegate_core::connector::{
@@ -27,12 +26,12 @@ use serde_json::{Map, Value};
 use super::doc as openapi;
 use super::doc::connector as doc;
 use super::paths::CONNECTOR;
-use crate::auth::connector::connector;
+use crate::auth::callers::{ConnectorBody, ConnectorKey};
 use crate::edge::context::RequestId;
 use crate::edge::envelope::{Empty, Envelope};
 use crate::edge::error::{ApiError, Code};
 use crate::edge::event::event_json;
-use crate::edge::extract::{JsonObject, plain_integer, repeated_parameter, shown};
+use crate::edge::extract::{plain_integer, repeated_parameter, shown};
 use crate::state::AppState;
 
 /// Longest promotion name and description accepted, in characters.
@@ -263,10 +262,8 @@ pub struct IntakeData {
 pub async fn intake(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<IntakeData>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let items = batch_items(&body, "charges_set")?;
     let inputs: Vec<IntakeInput> = items
         .iter()
@@ -383,10 +380,8 @@ pub enum BatchData {
 pub async fn verdicts(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<BatchData>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let items = batch_items(&body, "charges_set")?;
     let inputs: Vec<VerdictInput> = items
         .iter()
@@ -451,10 +446,9 @@ pub struct EventsData {
 )]
 pub async fn outbox(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ConnectorKey(caller): ConnectorKey,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Envelope<EventsData>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let Query(query) =
         query.map_err(|_| ApiError::invalid_parameter("", "the query string could not be read"))?;
     if let Some(name) = repeated_parameter(&query) {
@@ -503,10 +497,8 @@ pub async fn outbox(
 )]
 pub async fn ack(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let items = batch_items(&body, "ids")?;
     let mut ids = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -553,10 +545,8 @@ pub async fn ack(
 pub async fn activate(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let bad_token = || {
         ApiError::invalid_parameter(
             "netflix_token",
@@ -620,10 +610,8 @@ fn pai_field(body: &Map<String, Value>) -> Result<String, ApiError> {
 pub async fn state(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let pai = pai_field(&body)?;
     let netflix_state = match body.get("netflix_sate") {
         Some(Value::String(s)) => NetflixState::parse(s),
@@ -695,10 +683,8 @@ fn promotion_item(value: &Value) -> Result<Promotion, ItemFailure> {
 pub async fn promotions(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<BatchData>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let items = batch_items(&body, "promotions_set")?;
     let inputs: Vec<PromotionInput> = items
         .iter()

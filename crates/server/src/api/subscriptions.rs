@@ -1,9 +1,7 @@
 //! `netflix/subscriptions/{create,show,suspend,unsuspend}` and `netflix/promotions/list`.
 
 use axum::Extension;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use chargegate_core::clock::Timestamp;
 use chargegate_core::money::Money;
 use chargegate_core::subscription::{
@@ -21,12 +19,12 @@ use utoipa::ToSchema;
 
 use super::doc as openapi;
 use super::paths::BASE;
-use crate::auth::{Caller, authenticate};
+use crate::auth::Caller;
+use crate::auth::callers::{BodyCaller, QueryCaller};
 use crate::edge::context::RequestId;
 use crate::edge::envelope::{Empty, Envelope, JsonAmount};
 use crate::edge::error::{ApiError, Code};
-use crate::edge::extract::{self, JsonObject};
-use crate::edge::extract::{repeated_parameter, shown};
+use crate::edge::extract::{QueryPairs, shown};
 use crate::state::AppState;
 
 /// Longest customer name accepted, in characters.
@@ -109,15 +107,6 @@ fn mandatory_customer(body: &Map<String, Value>) -> Result<CustomerId, ApiError>
     customer_id(value, field)
 }
 
-async fn caller_of(
-    state: &AppState,
-    headers: &HeaderMap,
-    carried: Option<&Value>,
-) -> Result<Caller, ApiError> {
-    let token = extract::token(carried, headers)?;
-    authenticate(state, &token).await
-}
-
 fn actor(caller: &Caller, request_id: String) -> Actor {
     Actor {
         user_id: caller.user_id,
@@ -152,10 +141,8 @@ fn actor(caller: &Caller, request_id: String) -> Actor {
 pub async fn create(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    BodyCaller { caller, body, .. }: BodyCaller,
 ) -> Result<Envelope<Created>, ApiError> {
-    let caller = caller_of(&state, &headers, body.get("token")).await?;
     let customer = mandatory_customer(&body)?;
     let promotion = match optional_text(&body, "promotion_code", PromotionCode::MAX_CHARS)? {
         None => None,
@@ -270,10 +257,9 @@ pub async fn create(
 pub async fn suspend(
     state: State<AppState>,
     id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
+    call: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    change_state(LifeCycleState::NotEffective, state, id, headers, body).await
+    change_state(LifeCycleState::NotEffective, state, id, call).await
 }
 
 /// Unsuspend a customer's live subscription: `NOT_EFFECTIVE` → `EFFECTIVE`.
@@ -298,20 +284,17 @@ pub async fn suspend(
 pub async fn unsuspend(
     state: State<AppState>,
     id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
+    call: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    change_state(LifeCycleState::Effective, state, id, headers, body).await
+    change_state(LifeCycleState::Effective, state, id, call).await
 }
 
 async fn change_state(
     target: LifeCycleState,
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    BodyCaller { caller, body, .. }: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let caller = caller_of(&state, &headers, body.get("token")).await?;
     let customer = mandatory_customer(&body)?;
     let change = state
         .store
@@ -335,54 +318,16 @@ async fn change_state(
 
 // ---- reads ------------------------------------------------------------------------------
 
-/// The query of a GET, each parameter once.
-fn query_of(
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Vec<(String, String)>, ApiError> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
-    })?;
-    if let Some(name) = repeated_parameter(&query) {
-        return Err(ApiError::invalid_parameter(
-            shown(name),
-            format!(
-                "the query parameter '{}' is given more than once",
-                shown(name)
-            ),
-        ));
-    }
-    Ok(query)
-}
-
-fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-async fn query_caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: &[(String, String)],
-) -> Result<Caller, ApiError> {
-    let token = param(query, "token").map(|v| Value::String(v.to_owned()));
-    caller_of(state, headers, token.as_ref()).await
-}
-
 /// `fields_set`: comma-separated names among `all` (spaces and tabs around names
 /// ignored); absent or empty means all, in order.
 fn fields_set<F: Copy + PartialEq>(
-    query: &[(String, String)],
+    query: &QueryPairs,
     all: &[F],
     parse: impl Fn(&str) -> Option<F>,
     what: &str,
 ) -> Result<Vec<F>, ApiError> {
     let blank = |s: &str| s.trim_matches([' ', '\t']).to_owned();
-    let Some(list) = param(query, "fields_set")
-        .map(blank)
-        .filter(|s| !s.is_empty())
-    else {
+    let Some(list) = query.get("fields_set").map(blank).filter(|s| !s.is_empty()) else {
         return Ok(all.to_vec());
     };
     let mut wanted = Vec::new();
@@ -543,15 +488,14 @@ impl Serialize for ShowData {
 )]
 pub async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    QueryCaller { caller, query }: QueryCaller,
 ) -> Result<Envelope<ShowData>, ApiError> {
-    let query = query_of(query)?;
-    let caller = query_caller(&state, &headers, &query).await?;
-    let customer = param(&query, "billing_system_customer_identifier")
+    let customer = query
+        .get("billing_system_customer_identifier")
         .map(|v| customer_id(v, "billing_system_customer_identifier"))
         .transpose()?;
-    let netflix = param(&query, "netflix_customer_identifier")
+    let netflix = query
+        .get("netflix_customer_identifier")
         .map(|v| customer_id(v, "netflix_customer_identifier"))
         .transpose()?
         .map(CustomerId::into_string);
@@ -626,11 +570,8 @@ impl Serialize for PromotionsData {
 )]
 pub async fn list_promotions(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    QueryCaller { caller, query }: QueryCaller,
 ) -> Result<Envelope<PromotionsData>, ApiError> {
-    let query = query_of(query)?;
-    let caller = query_caller(&state, &headers, &query).await?;
     let fields = fields_set(
         &query,
         &PromotionField::ALL,
