@@ -10,7 +10,8 @@ use crate::auth::callers::BodyCaller;
 use crate::auth::{check_credentials, issue_token};
 use crate::edge::envelope::{Empty, Envelope};
 use crate::edge::error::ApiError;
-use crate::edge::extract::{JsonObject, required_string};
+use crate::edge::extract::JsonObject;
+use crate::edge::fields::Fields;
 use crate::state::AppState;
 
 /// The `data` of a successful login.
@@ -62,9 +63,10 @@ pub async fn login(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Envelope<TokenData>, ApiError> {
-    let username = required_string(&body, "username")?;
-    let password = required_string(&body, "password")?;
-    let organisation = required_string(&body, "organisation")?;
+    let fields = Fields(&body);
+    let username = fields.string("username")?;
+    let password = fields.string("password")?;
+    let organisation = fields.string("organisation")?;
     // `unit` is CRM.COM's business unit: accepted and ignored.
     let user = check_credentials(&state, organisation, username, password).await?;
     // The names were checked: the token's claims carry them as given.

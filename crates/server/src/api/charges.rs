@@ -28,6 +28,7 @@ use crate::edge::context::RequestId;
 use crate::edge::envelope::{Empty, Envelope, JsonAmount};
 use crate::edge::error::{ApiError, Code};
 use crate::edge::extract::{plain_integer, shown};
+use crate::edge::fields::{Fields, given};
 use crate::state::AppState;
 
 /// Accept charges: bill the customers.
@@ -301,10 +302,10 @@ fn parse_item(set: &str, index: usize, item: &Value) -> ItemInput {
     };
     let path = |field: &str| format!("{set}[{index}].{field}");
     let text_problem = |field: &str, e: TextError| invalid(format!("{}: {e}", path(field)));
-    let required = |field: &str| match fields.get(field) {
-        Some(Value::String(s)) => Ok(s.as_str()),
-        None | Some(Value::Null) => Err(invalid(format!("{}: is mandatory", path(field)))),
-        Some(_) => Err(invalid(format!("{}: must be a string", path(field)))),
+    let required = |field: &str| {
+        Fields(fields)
+            .string(field)
+            .map_err(|e| invalid(format!("{}: {}", path(field), e.problem)))
     };
 
     let parsed = (|| {
@@ -333,14 +334,8 @@ fn parse_item(set: &str, index: usize, item: &Value) -> ItemInput {
     })();
 
     ItemInput {
-        number: fields
-            .get("number")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        reference_number: fields
-            .get("reference_number")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        number: given(item, "number").map(str::to_owned),
+        reference_number: given(item, "reference_number").map(str::to_owned),
         parsed,
     }
 }

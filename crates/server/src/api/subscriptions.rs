@@ -14,7 +14,7 @@ use chargegate_core::text::CustomerId;
 use chargegate_core::token::{TOKEN_BYTES, Token};
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::doc as openapi;
@@ -25,6 +25,7 @@ use crate::edge::context::RequestId;
 use crate::edge::envelope::{Empty, Envelope, JsonAmount};
 use crate::edge::error::{ApiError, Code};
 use crate::edge::extract::{QueryPairs, shown};
+use crate::edge::fields::Fields;
 use crate::state::AppState;
 
 /// Longest customer name accepted, in characters.
@@ -51,60 +52,9 @@ fn customer_id(value: &str, field: &str) -> Result<CustomerId, ApiError> {
     CustomerId::parse(value).map_err(|e| ApiError::invalid_parameter(field, format!("{field} {e}")))
 }
 
-/// An optional string field: absent or `null` is `None`; an empty string or any other
-/// type is refused naming the field.
-fn optional_text(
-    body: &Map<String, Value>,
-    field: &str,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must not be empty"),
-        )),
-        Some(Value::String(s)) if s.chars().count() > max => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must be at most {max} characters"),
-        )),
-        Some(Value::String(s)) if s.contains('\0') => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must not contain the NUL character"),
-        )),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must be a string"),
-        )),
-    }
-}
-
-/// An optional JSON object field, as compact text.
-fn optional_object(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => {
-            let text = v.to_string();
-            if text.len() > MAX_DETAIL_BYTES {
-                return Err(ApiError::invalid_parameter(
-                    field,
-                    format!("{field} must be at most {MAX_DETAIL_BYTES} bytes as compact JSON"),
-                ));
-            }
-            Ok(Some(text))
-        }
-        Some(_) => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must be a JSON object"),
-        )),
-    }
-}
-
-fn mandatory_customer(body: &Map<String, Value>) -> Result<CustomerId, ApiError> {
+fn mandatory_customer(fields: Fields<'_>) -> Result<CustomerId, ApiError> {
     let field = "billing_system_customer_identifier";
-    let value = crate::edge::extract::required_string(body, field)?;
-    customer_id(value, field)
+    customer_id(fields.string(field)?, field)
 }
 
 fn actor(caller: &Caller, request_id: String) -> Actor {
@@ -143,16 +93,17 @@ pub async fn create(
     Extension(RequestId(request_id)): Extension<RequestId>,
     BodyCaller { caller, body, .. }: BodyCaller,
 ) -> Result<Envelope<Created>, ApiError> {
-    let customer = mandatory_customer(&body)?;
-    let promotion = match optional_text(&body, "promotion_code", PromotionCode::MAX_CHARS)? {
+    let fields = Fields(&body);
+    let customer = mandatory_customer(fields)?;
+    let promotion = match fields.text("promotion_code", PromotionCode::MAX_CHARS)? {
         None => None,
         Some(code) => Some(PromotionCode::parse(code).map_err(|e| {
             ApiError::invalid_parameter("promotion_code", format!("promotion_code {e}"))
         })?),
     };
-    let channel = match body.get("channel") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(Channel::parse(s).ok_or_else(|| {
+    let channel = match fields.optional_string("channel")? {
+        None => None,
+        Some(s) => Some(Channel::parse(s).ok_or_else(|| {
             ApiError::invalid_parameter(
                 "channel",
                 format!(
@@ -161,15 +112,9 @@ pub async fn create(
                 ),
             )
         })?),
-        Some(_) => {
-            return Err(ApiError::invalid_parameter(
-                "channel",
-                "channel must be a string",
-            ));
-        }
     };
-    let validity = match body.get("validity_duration") {
-        None | Some(Value::Null) => DEFAULT_VALIDITY_SECONDS,
+    let validity = match fields.get("validity_duration") {
+        None => DEFAULT_VALIDITY_SECONDS,
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n
             .as_i64()
             .filter(|s| (1..=MAX_VALIDITY_SECONDS).contains(s))
@@ -186,12 +131,17 @@ pub async fn create(
             ));
         }
     };
+    let name = |field| {
+        fields
+            .text(field, MAX_NAME_CHARS)
+            .map(|s| s.map(str::to_owned))
+    };
     let details = CustomerDetails {
-        first_name: optional_text(&body, "customer_first_name", MAX_NAME_CHARS)?,
-        last_name: optional_text(&body, "customer_last_name", MAX_NAME_CHARS)?,
-        address: optional_object(&body, "customer_address")?,
-        email: optional_object(&body, "customer_email")?,
-        phone: optional_object(&body, "customer_phone")?,
+        first_name: name("customer_first_name")?,
+        last_name: name("customer_last_name")?,
+        address: fields.object_text("customer_address", MAX_DETAIL_BYTES)?,
+        email: fields.object_text("customer_email", MAX_DETAIL_BYTES)?,
+        phone: fields.object_text("customer_phone", MAX_DETAIL_BYTES)?,
     };
     let now = state.clock.now();
     let mut bytes = [0u8; TOKEN_BYTES];
@@ -295,7 +245,7 @@ async fn change_state(
     Extension(RequestId(request_id)): Extension<RequestId>,
     BodyCaller { caller, body, .. }: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let customer = mandatory_customer(&body)?;
+    let customer = mandatory_customer(Fields(&body))?;
     let change = state
         .store
         .set_subscription_state(&StateRequest {

@@ -250,21 +250,6 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// A mandatory string field of a body.
-pub fn required_string<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
-    match body.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(ApiError::invalid_parameter(
-            name,
-            format!("{name} is mandatory"),
-        )),
-        Some(_) => Err(ApiError::invalid_parameter(
-            name,
-            format!("{name} must be a string"),
-        )),
-    }
-}
-
 /// An integer written in plain decimal digits: no sign, no space, no leading zero (other
 /// than `0` itself), no exponent. Anything else is not a number here, so every parser in
 /// front of chargegate reads the same value.
