@@ -184,8 +184,7 @@ fn no_such_charge(number: &str) -> ApiError {
     operation_id = "show_charge",
     params(openapi::ShowQuery),
     responses(
-        (status = 200, description = "The charge and its history.", body = Envelope<ChargeShow>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "The charge and its history.", body = Envelope<ChargeShow>),
         openapi::ShowErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
@@ -340,8 +339,7 @@ pub fn feed_query(
     operation_id = "decisions",
     params(openapi::DecisionsQuery),
     responses(
-        (status = 200, description = "A page of the feed.", body = Envelope<DecisionsPage>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "A page of the feed.", body = Envelope<DecisionsPage>),
         openapi::DecisionsErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),

@@ -49,8 +49,7 @@ impl TokenData {
     params(openapi::RequestIdHeader),
     request_body = openapi::LoginRequest,
     responses(
-        (status = 200, description = "Logged in.", body = Envelope<TokenData>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Logged in.", body = Envelope<TokenData>),
         openapi::LoginErrors,
     ),
     security(()),
@@ -86,8 +85,7 @@ pub async fn login(
     params(openapi::RequestIdHeader),
     request_body = openapi::ReleaseRequest,
     responses(
-        (status = 200, description = "Released.", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Released.", body = Envelope<Empty>),
         openapi::ReleaseErrors,
     ),
     security((), ("bearer" = [])),

@@ -45,8 +45,7 @@ use crate::state::AppState;
     request_body = openapi::AcceptRequest,
     responses(
         (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>),
         openapi::BatchErrors,
     ),
     security((), ("bearer" = [])),
@@ -73,8 +72,7 @@ pub async fn accept(
     request_body = openapi::DeclineRequest,
     responses(
         (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>),
         openapi::BatchErrors,
     ),
     security((), ("bearer" = [])),
@@ -101,8 +99,7 @@ pub async fn decline(
     request_body = openapi::AcknowledgeRequest,
     responses(
         (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>),
         openapi::BatchErrors,
     ),
     security((), ("bearer" = [])),
@@ -522,8 +519,7 @@ pub fn parse_list_params(query: &[(String, String)]) -> Result<ListParams, ApiEr
     operation_id = "list",
     params(openapi::ListQuery),
     responses(
-        (status = 200, description = "A page of charges.", body = Envelope<ChargesSet>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "A page of charges.", body = Envelope<ChargesSet>),
         openapi::ListErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),

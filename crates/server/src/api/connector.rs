@@ -202,8 +202,7 @@ pub struct IntakeData {
     request_body = doc::IntakeRequest,
     responses(
         (status = 200, description = "Stored (or already stored) charges, and the failed items.",
-            body = Envelope<doc::IntakeData>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+            body = Envelope<doc::IntakeData>),
         doc::BatchErrors,
     ),
     security(("connector" = [])),
@@ -323,8 +322,7 @@ pub enum BatchData {
     params(openapi::RequestIdHeader),
     request_body = doc::VerdictRequest,
     responses(
-        (status = 200, description = "Applied; the failed items listed.", body = Envelope<doc::FailedCharges>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Applied; the failed items listed.", body = Envelope<doc::FailedCharges>),
         doc::BatchErrors,
     ),
     security(("connector" = [])),
@@ -390,8 +388,7 @@ pub struct EventsData {
     operation_id = "connector_outbox",
     params(openapi::RequestIdHeader, doc::OutboxQuery),
     responses(
-        (status = 200, description = "The oldest undelivered events.", body = Envelope<doc::EventsData>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "The oldest undelivered events.", body = Envelope<doc::EventsData>),
         doc::ReadErrors,
     ),
     security(("connector" = [])),
@@ -441,8 +438,7 @@ pub async fn outbox(
     params(openapi::RequestIdHeader),
     request_body = doc::AckRequest,
     responses(
-        (status = 200, description = "Marked delivered.", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Marked delivered.", body = Envelope<Empty>),
         doc::BatchErrors,
     ),
     security(("connector" = [])),
@@ -488,8 +484,7 @@ pub async fn ack(
     params(openapi::RequestIdHeader),
     request_body = doc::ActivateRequest,
     responses(
-        (status = 200, description = "Linked.", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Linked.", body = Envelope<Empty>),
         doc::ActivateErrors,
     ),
     security(("connector" = [])),
@@ -553,8 +548,7 @@ fn pai_field(body: &Map<String, Value>) -> Result<String, ApiError> {
     params(openapi::RequestIdHeader),
     request_body = doc::StateRequest,
     responses(
-        (status = 200, description = "Recorded.", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Recorded.", body = Envelope<Empty>),
         doc::StateErrors,
     ),
     security(("connector" = [])),
@@ -632,8 +626,7 @@ fn promotion_item(value: &Value) -> Result<Promotion, ItemFailure> {
     params(openapi::RequestIdHeader),
     request_body = doc::PromotionsRequest,
     responses(
-        (status = 200, description = "Written; the failed items listed.", body = Envelope<doc::FailedPromotions>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Written; the failed items listed.", body = Envelope<doc::FailedPromotions>),
         doc::BatchErrors,
     ),
     security(("connector" = [])),

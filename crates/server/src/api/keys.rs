@@ -34,8 +34,7 @@ use crate::state::AppState;
     params(openapi::RequestIdHeader),
     request_body(content = Option<openapi::KeyLoginRequest>, description = "Optional; may be empty."),
     responses(
-        (status = 200, description = "Logged in.", body = Envelope<TokenData>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Logged in.", body = Envelope<TokenData>),
         openapi::KeyLoginErrors,
     ),
     security(("basic" = [])),

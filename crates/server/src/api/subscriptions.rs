@@ -82,8 +82,7 @@ fn actor(caller: &Caller, request_id: String) -> Actor {
     params(openapi::RequestIdHeader),
     request_body = openapi::CreateSubscriptionRequest,
     responses(
-        (status = 200, description = "Created or renewed.", body = Envelope<Created>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Created or renewed.", body = Envelope<Created>),
         openapi::CreateSubscriptionErrors,
     ),
     security((), ("bearer" = [])),
@@ -198,8 +197,7 @@ pub async fn create(
     params(openapi::RequestIdHeader),
     request_body = openapi::CustomerRequest,
     responses(
-        (status = 200, description = "Suspended (or already was).", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Suspended (or already was).", body = Envelope<Empty>),
         openapi::StateErrors,
     ),
     security((), ("bearer" = [])),
@@ -225,8 +223,7 @@ pub async fn suspend(
     params(openapi::RequestIdHeader),
     request_body = openapi::CustomerRequest,
     responses(
-        (status = 200, description = "Unsuspended (or already was effective).", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Unsuspended (or already was effective).", body = Envelope<Empty>),
         openapi::StateErrors,
     ),
     security((), ("bearer" = [])),
@@ -430,8 +427,7 @@ impl Serialize for ShowData {
     params(openapi::SubscriptionShowQuery),
     responses(
         (status = 200, description = "The customer's subscriptions (a bare array).",
-            body = openapi::SubscriptionsEnvelope,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+            body = openapi::SubscriptionsEnvelope),
         openapi::ReadErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
@@ -512,8 +508,7 @@ impl Serialize for PromotionsData {
     params(openapi::PromotionsQuery),
     responses(
         (status = 200, description = "The promotions effective now (a bare array).",
-            body = openapi::PromotionsEnvelope,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+            body = openapi::PromotionsEnvelope),
         openapi::ReadErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
