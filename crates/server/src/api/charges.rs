@@ -31,85 +31,58 @@ use crate::edge::extract::{plain_integer, shown};
 use crate::edge::fields::{Fields, given};
 use crate::state::AppState;
 
-/// Accept charges: bill the customers.
-///
-/// Each `PENDING` charge of `accepted_charges_set` becomes `APPROVED`. Repeating an accept
-/// with the same (or no) reference number succeeds without changing anything.
-#[utoipa::path(
-    post,
-    path = "/netflix/charges/accept",
-    context_path = BASE,
-    tag = "charges",
-    operation_id = "accept",
-    params(openapi::RequestIdHeader),
-    request_body = openapi::AcceptRequest,
-    responses(
-        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>),
-        openapi::BatchErrors,
-    ),
-    security((), ("bearer" = [])),
-)]
-pub async fn accept(
-    state: State<AppState>,
-    id: Extension<RequestId>,
-    call: VouchedToken,
-) -> Result<Response, ApiError> {
-    batch(Method::Accept, state, id, call).await
+/// Stamps one batch method: its handler, a call of [`batch`], and its description.
+macro_rules! batch_method {
+    ($(#[doc = $doc:literal])* $name:ident, $method:ident, $path:tt, $request:ty) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            post,
+            path = $path,
+            context_path = BASE,
+            tag = "charges",
+            operation_id = stringify!($name),
+            params(openapi::RequestIdHeader),
+            request_body = $request,
+            responses(
+                (status = 200, description = "Every item was judged: `data` is `{}` when all \
+succeeded, else `failed_charges_set` lists the failed ones in request order.",
+                    body = Envelope<BatchOutcome>),
+                openapi::BatchErrors,
+            ),
+            security((), ("bearer" = [])),
+        )]
+        pub async fn $name(
+            state: State<AppState>,
+            id: Extension<RequestId>,
+            call: VouchedToken,
+        ) -> Result<Response, ApiError> {
+            batch(Method::$method, state, id, call).await
+        }
+    };
 }
 
-/// Decline charges: do not bill; the Netflix subscriptions end.
-///
-/// Each `PENDING` charge of `declined_charges_set` becomes `DECLINED`. Repeating a decline
-/// with the same (or no) reference number succeeds without changing anything.
-#[utoipa::path(
-    post,
-    path = "/netflix/charges/decline",
-    context_path = BASE,
-    tag = "charges",
-    operation_id = "decline",
-    params(openapi::RequestIdHeader),
-    request_body = openapi::DeclineRequest,
-    responses(
-        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>),
-        openapi::BatchErrors,
-    ),
-    security((), ("bearer" = [])),
-)]
-pub async fn decline(
-    state: State<AppState>,
-    id: Extension<RequestId>,
-    call: VouchedToken,
-) -> Result<Response, ApiError> {
-    batch(Method::Decline, state, id, call).await
+batch_method! {
+    /// Accept charges: bill the customers.
+    ///
+    /// Each `PENDING` charge of `accepted_charges_set` becomes `APPROVED`. Repeating an accept
+    /// with the same (or no) reference number succeeds without changing anything.
+    accept, Accept, "/netflix/charges/accept", openapi::AcceptRequest
 }
 
-/// Acknowledge charges: the operator has seen them in their current status.
-///
-/// An acknowledged charge leaves `charges/list` until its status changes, so a `PENDING`
-/// charge acknowledged and later declined shows up again under `PROCESSED`.
-#[utoipa::path(
-    post,
-    path = "/netflix/charges/acknowledge",
-    context_path = BASE,
-    tag = "charges",
-    operation_id = "acknowledge",
-    params(openapi::RequestIdHeader),
-    request_body = openapi::AcknowledgeRequest,
-    responses(
-        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>),
-        openapi::BatchErrors,
-    ),
-    security((), ("bearer" = [])),
-)]
-pub async fn acknowledge(
-    state: State<AppState>,
-    id: Extension<RequestId>,
-    call: VouchedToken,
-) -> Result<Response, ApiError> {
-    batch(Method::Acknowledge, state, id, call).await
+batch_method! {
+    /// Decline charges: do not bill; the Netflix subscriptions end.
+    ///
+    /// Each `PENDING` charge of `declined_charges_set` becomes `DECLINED`. Repeating a decline
+    /// with the same (or no) reference number succeeds without changing anything.
+    decline, Decline, "/netflix/charges/decline", openapi::DeclineRequest
+}
+
+batch_method! {
+    /// Acknowledge charges: the operator has seen them in their current status.
+    ///
+    /// An acknowledged charge leaves `charges/list` until its status changes, so a `PENDING`
+    /// charge acknowledged and later declined shows up again under `PROCESSED`.
+    acknowledge, Acknowledge, "/netflix/charges/acknowledge", openapi::AcknowledgeRequest
 }
 
 /// One failed item of `failed_charges_set`.
