@@ -2,9 +2,7 @@
 //! `charges/show` (a charge with its whole history) and `charges/decisions` (the feed of
 //! every status change in a time window, paged by a cursor).
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use chargegate_core::audit::{
     ChargeRecord, FeedCursor, FeedEntry, FeedPage, FeedQuery, HistoryEntry,
 };
@@ -13,16 +11,14 @@ use chargegate_core::clock::Timestamp;
 use chargegate_core::limits::{DEFAULT_FEED_PAGE, MAX_FEED_PAGE};
 use chargegate_core::text::{ChargeNumber, TextError};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::doc as openapi;
 use super::paths::EXTENSIONS;
-use crate::auth::{Caller, authenticate};
+use crate::auth::callers::QueryCaller;
 use crate::edge::envelope::{Envelope, JsonAmount};
 use crate::edge::error::{ApiError, Code};
-use crate::edge::extract;
-use crate::edge::extract::{plain_integer, repeated_parameter, shown};
+use crate::edge::extract::{plain_integer, shown};
 use crate::state::AppState;
 
 /// A charge as `charges/show` shows it: the thirteen fields of the contract, then what
@@ -157,50 +153,12 @@ impl ChargeShow {
     }
 }
 
-/// A GET method's query: parameters by name, each at most once, and the caller.
-struct GetQuery {
-    params: Vec<(String, String)>,
-    caller: Caller,
-}
-
-impl GetQuery {
-    async fn read(
-        state: &AppState,
-        headers: &HeaderMap,
-        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    ) -> Result<GetQuery, ApiError> {
-        let Query(params) = query.map_err(|_| {
-            ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
-        })?;
-        if let Some(name) = repeated_parameter(&params) {
-            return Err(ApiError::invalid_parameter(
-                shown(name),
-                format!(
-                    "the query parameter '{}' is given more than once",
-                    shown(name)
-                ),
-            ));
-        }
-        let token = params
-            .iter()
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| Value::String(v.clone()));
-        let token = extract::token(token.as_ref(), headers)?;
-        let caller = authenticate(state, &token).await?;
-        Ok(GetQuery { params, caller })
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn mandatory(&self, name: &str) -> Result<&str, ApiError> {
-        self.get(name)
-            .ok_or_else(|| ApiError::invalid_parameter(name, format!("{name} is mandatory")))
-    }
+/// A mandatory query parameter.
+fn mandatory<'a>(query: &'a QueryCaller, name: &str) -> Result<&'a str, ApiError> {
+    query
+        .query
+        .get(name)
+        .ok_or_else(|| ApiError::invalid_parameter(name, format!("{name} is mandatory")))
 }
 
 fn no_such_charge(number: &str) -> ApiError {
@@ -226,19 +184,16 @@ fn no_such_charge(number: &str) -> ApiError {
     operation_id = "show_charge",
     params(openapi::ShowQuery),
     responses(
-        (status = 200, description = "The charge and its history.", body = Envelope<ChargeShow>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "The charge and its history.", body = Envelope<ChargeShow>),
         openapi::ShowErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
 )]
 pub async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    query: QueryCaller,
 ) -> Result<Envelope<ChargeShow>, ApiError> {
-    let query = GetQuery::read(&state, &headers, query).await?;
-    let text = query.mandatory("number")?;
+    let text = mandatory(&query, "number")?;
     let number = match ChargeNumber::parse(text) {
         Ok(number) => number,
         // No charge can have a NUL in its number: it does not exist.
@@ -384,20 +339,17 @@ pub fn feed_query(
     operation_id = "decisions",
     params(openapi::DecisionsQuery),
     responses(
-        (status = 200, description = "A page of the feed.", body = Envelope<DecisionsPage>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "A page of the feed.", body = Envelope<DecisionsPage>),
         openapi::DecisionsErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
 )]
 pub async fn decisions(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    query: QueryCaller,
 ) -> Result<Envelope<DecisionsPage>, ApiError> {
-    let query = GetQuery::read(&state, &headers, query).await?;
     let feed = feed_query(
-        |name| query.get(name).map(str::to_owned),
+        |name| query.query.get(name).map(str::to_owned),
         query.caller.operator_id,
     )?;
     let page: FeedPage = state.store.decision_feed(&feed).await?;

@@ -1,16 +1,17 @@
 //! `authentication/token` (login) and `authentication/token/release`.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::doc as openapi;
 use super::paths::BASE;
-use crate::auth::{authenticate, check_credentials, issue_token};
+use crate::auth::callers::BodyCaller;
+use crate::auth::{check_credentials, issue_token};
 use crate::edge::envelope::{Empty, Envelope};
 use crate::edge::error::ApiError;
-use crate::edge::extract::{self, JsonObject, required_string};
+use crate::edge::extract::JsonObject;
+use crate::edge::fields::Fields;
 use crate::state::AppState;
 
 /// The `data` of a successful login.
@@ -48,8 +49,7 @@ impl TokenData {
     params(openapi::RequestIdHeader),
     request_body = openapi::LoginRequest,
     responses(
-        (status = 200, description = "Logged in.", body = Envelope<TokenData>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Logged in.", body = Envelope<TokenData>),
         openapi::LoginErrors,
     ),
     security(()),
@@ -62,9 +62,10 @@ pub async fn login(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<Envelope<TokenData>, ApiError> {
-    let username = required_string(&body, "username")?;
-    let password = required_string(&body, "password")?;
-    let organisation = required_string(&body, "organisation")?;
+    let fields = Fields(&body);
+    let username = fields.string("username")?;
+    let password = fields.string("password")?;
+    let organisation = fields.string("organisation")?;
     // `unit` is CRM.COM's business unit: accepted and ignored.
     let user = check_credentials(&state, organisation, username, password).await?;
     // The names were checked: the token's claims carry them as given.
@@ -84,19 +85,15 @@ pub async fn login(
     params(openapi::RequestIdHeader),
     request_body = openapi::ReleaseRequest,
     responses(
-        (status = 200, description = "Released.", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Released.", body = Envelope<Empty>),
         openapi::ReleaseErrors,
     ),
     security((), ("bearer" = [])),
 )]
 pub async fn release(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    BodyCaller { token, .. }: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let token = extract::token(body.get("token"), &headers)?;
-    authenticate(&state, &token).await?;
     state
         .store
         .revoke_token(&token.hash(), state.clock.now())

@@ -1,12 +1,11 @@
 //! `netflix/charges/{accept,decline,acknowledge}` (one batch mechanism for the three) and
 //! `netflix/charges/list`.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::Extension;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chargegate_core::batch::{
     ItemError, ItemErrorCode, ItemInput, ItemRequest, MAX_ITEMS, Method, Verdict,
@@ -23,98 +22,67 @@ use utoipa::ToSchema;
 
 use super::doc as openapi;
 use super::paths::BASE;
-use crate::auth::{admit, authenticate, vouch};
+use crate::auth::callers::{QueryCaller, VouchedToken};
+use crate::auth::{self, authenticate};
 use crate::edge::context::RequestId;
 use crate::edge::envelope::{Empty, Envelope, JsonAmount};
 use crate::edge::error::{ApiError, Code};
-use crate::edge::extract::{self, JsonObject, plain_integer, repeated_parameter, shown};
+use crate::edge::extract::{plain_integer, shown};
+use crate::edge::fields::{Fields, given};
 use crate::state::AppState;
 
-/// Accept charges: bill the customers.
-///
-/// Each `PENDING` charge of `accepted_charges_set` becomes `APPROVED`. Repeating an accept
-/// with the same (or no) reference number succeeds without changing anything.
-#[utoipa::path(
-    post,
-    path = "/netflix/charges/accept",
-    context_path = BASE,
-    tag = "charges",
-    operation_id = "accept",
-    params(openapi::RequestIdHeader),
-    request_body = openapi::AcceptRequest,
-    responses(
-        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
-        openapi::BatchErrors,
-    ),
-    security((), ("bearer" = [])),
-)]
-pub async fn accept(
-    state: State<AppState>,
-    id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
-) -> Result<Response, ApiError> {
-    batch(Method::Accept, state, id, headers, body).await
+/// Stamps one batch method: its handler, a call of [`batch`], and its description.
+macro_rules! batch_method {
+    ($(#[doc = $doc:literal])* $name:ident, $method:ident, $path:tt, $request:ty) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            post,
+            path = $path,
+            context_path = BASE,
+            tag = "charges",
+            operation_id = stringify!($name),
+            params(openapi::RequestIdHeader),
+            request_body = $request,
+            responses(
+                (status = 200, description = "Every item was judged: `data` is `{}` when all \
+succeeded, else `failed_charges_set` lists the failed ones in request order.",
+                    body = Envelope<BatchOutcome>),
+                openapi::BatchErrors,
+            ),
+            security((), ("bearer" = [])),
+        )]
+        pub async fn $name(
+            state: State<AppState>,
+            id: Extension<RequestId>,
+            call: VouchedToken,
+        ) -> Result<Response, ApiError> {
+            batch(Method::$method, state, id, call).await
+        }
+    };
 }
 
-/// Decline charges: do not bill; the Netflix subscriptions end.
-///
-/// Each `PENDING` charge of `declined_charges_set` becomes `DECLINED`. Repeating a decline
-/// with the same (or no) reference number succeeds without changing anything.
-#[utoipa::path(
-    post,
-    path = "/netflix/charges/decline",
-    context_path = BASE,
-    tag = "charges",
-    operation_id = "decline",
-    params(openapi::RequestIdHeader),
-    request_body = openapi::DeclineRequest,
-    responses(
-        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
-        openapi::BatchErrors,
-    ),
-    security((), ("bearer" = [])),
-)]
-pub async fn decline(
-    state: State<AppState>,
-    id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
-) -> Result<Response, ApiError> {
-    batch(Method::Decline, state, id, headers, body).await
+batch_method! {
+    /// Accept charges: bill the customers.
+    ///
+    /// Each `PENDING` charge of `accepted_charges_set` becomes `APPROVED`. Repeating an accept
+    /// with the same (or no) reference number succeeds without changing anything.
+    accept, Accept, "/netflix/charges/accept", openapi::AcceptRequest
 }
 
-/// Acknowledge charges: the operator has seen them in their current status.
-///
-/// An acknowledged charge leaves `charges/list` until its status changes, so a `PENDING`
-/// charge acknowledged and later declined shows up again under `PROCESSED`.
-#[utoipa::path(
-    post,
-    path = "/netflix/charges/acknowledge",
-    context_path = BASE,
-    tag = "charges",
-    operation_id = "acknowledge",
-    params(openapi::RequestIdHeader),
-    request_body = openapi::AcknowledgeRequest,
-    responses(
-        (status = 200, description = "Every item was judged: `data` is `{}` when all succeeded, \
-else `failed_charges_set` lists the failed ones in request order.", body = Envelope<BatchOutcome>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
-        openapi::BatchErrors,
-    ),
-    security((), ("bearer" = [])),
-)]
-pub async fn acknowledge(
-    state: State<AppState>,
-    id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
-) -> Result<Response, ApiError> {
-    batch(Method::Acknowledge, state, id, headers, body).await
+batch_method! {
+    /// Decline charges: do not bill; the Netflix subscriptions end.
+    ///
+    /// Each `PENDING` charge of `declined_charges_set` becomes `DECLINED`. Repeating a decline
+    /// with the same (or no) reference number succeeds without changing anything.
+    decline, Decline, "/netflix/charges/decline", openapi::DeclineRequest
+}
+
+batch_method! {
+    /// Acknowledge charges: the operator has seen them in their current status.
+    ///
+    /// An acknowledged charge leaves `charges/list` until its status changes, so a `PENDING`
+    /// charge acknowledged and later declined shows up again under `PROCESSED`.
+    acknowledge, Acknowledge, "/netflix/charges/acknowledge", openapi::AcknowledgeRequest
 }
 
 /// One failed item of `failed_charges_set`.
@@ -153,11 +121,8 @@ async fn batch(
     method: Method,
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    VouchedToken { token, body }: VouchedToken,
 ) -> Result<Response, ApiError> {
-    let token = extract::token(body.get("token"), &headers)?;
-    vouch(&state, &token).await?;
     let items = match parse_items(method, body.get(method.set_name())) {
         Ok(items) => items,
         Err(e) => {
@@ -173,13 +138,13 @@ async fn batch(
         at: state.clock.now(),
         items,
     };
-    // The token is checked in the batch's own transaction where the store can; `admit`
-    // keeps the reason of a refusal for the answer.
-    let refusal = std::sync::Mutex::new(None);
-    let admission = |record: &TokenRecord| match admit(&state, record) {
+    // The token is checked in the batch's own transaction where the store can; the
+    // reason of a refusal is kept for the answer.
+    let refusal = OnceLock::new();
+    let admission = |record: &TokenRecord| match auth::admission(&state, record) {
         Ok(_) => true,
-        Err(e) => {
-            *refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        Err(why) => {
+            let _ = refusal.set(why);
             false
         }
     };
@@ -194,8 +159,9 @@ async fn batch(
     let (batch, verdicts) = match outcome? {
         Authorized::UnknownToken => return Err(ApiError::invalid_token()),
         Authorized::Refused(_) => {
-            let refusal = refusal.into_inner().unwrap_or_else(|p| p.into_inner());
-            return Err(refusal.unwrap_or_else(ApiError::invalid_token));
+            return Err(refusal
+                .get()
+                .map_or_else(ApiError::invalid_token, |&why| why.into()));
         }
         Authorized::Applied {
             batch, verdicts, ..
@@ -306,10 +272,10 @@ fn parse_item(set: &str, index: usize, item: &Value) -> ItemInput {
     };
     let path = |field: &str| format!("{set}[{index}].{field}");
     let text_problem = |field: &str, e: TextError| invalid(format!("{}: {e}", path(field)));
-    let required = |field: &str| match fields.get(field) {
-        Some(Value::String(s)) => Ok(s.as_str()),
-        None | Some(Value::Null) => Err(invalid(format!("{}: is mandatory", path(field)))),
-        Some(_) => Err(invalid(format!("{}: must be a string", path(field)))),
+    let required = |field: &str| {
+        Fields(fields)
+            .string(field)
+            .map_err(|e| invalid(format!("{}: {}", path(field), e.problem)))
     };
 
     let parsed = (|| {
@@ -338,14 +304,8 @@ fn parse_item(set: &str, index: usize, item: &Value) -> ItemInput {
     })();
 
     ItemInput {
-        number: fields
-            .get("number")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        reference_number: fields
-            .get("reference_number")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        number: given(item, "number").map(str::to_owned),
+        reference_number: given(item, "reference_number").map(str::to_owned),
         parsed,
     }
 }
@@ -532,36 +492,16 @@ pub fn parse_list_params(query: &[(String, String)]) -> Result<ListParams, ApiEr
     operation_id = "list",
     params(openapi::ListQuery),
     responses(
-        (status = 200, description = "A page of charges.", body = Envelope<ChargesSet>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "A page of charges.", body = Envelope<ChargesSet>),
         openapi::ListErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
 )]
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    QueryCaller { caller, query }: QueryCaller,
 ) -> Result<Envelope<impl Serialize>, ApiError> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
-    })?;
-    if let Some(name) = repeated_parameter(&query) {
-        return Err(ApiError::invalid_parameter(
-            shown(name),
-            format!(
-                "the query parameter '{}' is given more than once",
-                shown(name)
-            ),
-        ));
-    }
-    let token = query
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| Value::String(v.clone()));
-    let token = extract::token(token.as_ref(), &headers)?;
-    let caller = authenticate(&state, &token).await?;
-    let params = parse_list_params(&query)?;
+    let params = parse_list_params(&query.0)?;
     let fields: std::sync::Arc<[ChargeField]> = params.fields.into();
     let charges = state
         .store

@@ -8,16 +8,15 @@
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use chargegate_core::charge::ChargeStatus;
-use chargegate_core::clock::{Date, Timestamp};
+use chargegate_core::clock::Date;
 use chargegate_core::connector::{
     Activation, ActivationOutcome, ConnectorActor, ConnectorCaller, DEFAULT_EVENTS, EventType,
     IntakeInput, IntakeItem, IntakeOutcome, IntakeRequest, ItemCode, ItemFailure, MAX_EVENTS,
     MAX_ITEMS, MAX_NETFLIX_ID_CHARS, MAX_REASON_CHARS, NetflixStateReport, PromotionInput,
     PromotionUpsert, VerdictInput, VerdictItem, VerdictOutcome, VerdictRequest,
 };
-use chargegate_core::money::{Currency, Money};
+use chargegate_core::money::Currency;
 use chargegate_core::subscription::{NetflixState, Promotion, PromotionCode};
 use chargegate_core::text::{ChargeNumber, CustomerId};
 use chargegate_core::token::Token;
@@ -27,12 +26,13 @@ use serde_json::{Map, Value};
 use super::doc as openapi;
 use super::doc::connector as doc;
 use super::paths::CONNECTOR;
-use crate::auth::connector::connector;
+use crate::auth::callers::{ConnectorBody, ConnectorKey};
 use crate::edge::context::RequestId;
 use crate::edge::envelope::{Empty, Envelope};
 use crate::edge::error::{ApiError, Code};
 use crate::edge::event::event_json;
-use crate::edge::extract::{JsonObject, plain_integer, repeated_parameter, shown};
+use crate::edge::extract::{plain_integer, repeated_parameter, shown};
+use crate::edge::fields::{FieldError, Fields, given};
 use crate::state::AppState;
 
 /// Longest promotion name and description accepted, in characters.
@@ -70,104 +70,52 @@ fn invalid(text: impl Into<String>) -> ItemFailure {
     ItemFailure::new(ItemCode::InvalidParameter, text)
 }
 
-/// An optional text field of an item: absent or `null` is `None`; anything but a
-/// non-empty string of at most `max` characters without control characters is refused.
-fn text_field(
-    item: &Map<String, Value>,
-    field: &str,
-    max: usize,
-) -> Result<Option<String>, ItemFailure> {
-    match item.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s))
-            if !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control) =>
-        {
-            Ok(Some(s.clone()))
-        }
-        Some(Value::String(_)) => Err(invalid(format!(
-            "{field} must be 1 to {max} characters without control characters"
-        ))),
-        Some(_) => Err(invalid(format!("{field} must be a string"))),
+impl From<FieldError> for ItemFailure {
+    fn from(e: FieldError) -> ItemFailure {
+        invalid(e.to_string())
     }
 }
 
-fn mandatory_text(
-    item: &Map<String, Value>,
-    field: &str,
-    max: usize,
-) -> Result<String, ItemFailure> {
-    text_field(item, field, max)?.ok_or_else(|| invalid(format!("{field} is mandatory")))
-}
-
-/// A string as given, for echoing.
-fn given(item: &Value, field: &str) -> Option<String> {
-    item.get(field).and_then(Value::as_str).map(str::to_owned)
-}
-
-fn amount(
-    item: &Map<String, Value>,
-    field: &str,
-    currency: Currency,
-) -> Result<Option<Money>, ItemFailure> {
-    match item.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match Money::parse(&n.to_string(), currency) {
-            Ok(m) if m.is_positive() => Ok(Some(m)),
-            Ok(_) => Err(invalid(format!("{field} must be greater than 0"))),
-            Err(e) => Err(invalid(format!("{field}: {e}"))),
-        },
-        Some(_) => Err(invalid(format!("{field} must be a JSON number"))),
-    }
-}
-
-fn timestamp_field(
-    item: &Map<String, Value>,
-    field: &str,
-) -> Result<Option<Timestamp>, ItemFailure> {
-    match item.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Timestamp::parse(s).map(Some).map_err(|_| {
-            invalid(format!(
-                "{field} must be a UTC time written YYYY-MM-DDTHH:MM:SS"
-            ))
-        }),
-        Some(_) => Err(invalid(format!("{field} must be a string"))),
-    }
+/// A string of `item` as given, for echoing.
+fn echoed(item: &Value, field: &str) -> Option<String> {
+    given(item, field).map(str::to_owned)
 }
 
 fn intake_item(value: &Value, local: Currency) -> Result<IntakeItem, ItemFailure> {
     let Value::Object(item) = value else {
         return Err(invalid("each item must be a JSON object"));
     };
-    let netflix_charge_id =
-        mandatory_text(item, "netflix_charge_identifier", MAX_NETFLIX_ID_CHARS)?;
-    let customer = match text_field(
-        item,
-        "billing_system_customer_identifier",
-        CustomerId::MAX_CHARS,
-    )? {
-        None => None,
-        Some(c) => Some(
-            CustomerId::parse(c)
-                .map_err(|e| invalid(format!("billing_system_customer_identifier {e}")))?,
-        ),
-    };
-    let netflix_customer = text_field(item, "netflix_customer_identifier", MAX_NETFLIX_ID_CHARS)?;
+    let item = Fields(item);
+    let netflix_charge_id = item
+        .mandatory_printable("netflix_charge_identifier", MAX_NETFLIX_ID_CHARS)?
+        .to_owned();
+    let customer =
+        match item.printable("billing_system_customer_identifier", CustomerId::MAX_CHARS)? {
+            None => None,
+            Some(c) => Some(
+                CustomerId::parse(c)
+                    .map_err(|e| invalid(format!("billing_system_customer_identifier {e}")))?,
+            ),
+        };
+    let netflix_customer = item
+        .printable("netflix_customer_identifier", MAX_NETFLIX_ID_CHARS)?
+        .map(str::to_owned);
     if customer.is_none() && netflix_customer.is_none() {
         return Err(invalid(
             "billing_system_customer_identifier or netflix_customer_identifier is mandatory",
         ));
     }
-    let currency_text = mandatory_text(item, "currency", 3)?;
-    let currency = Currency::parse(&currency_text).map_err(|_| {
+    let currency_text = item.mandatory_printable("currency", 3)?;
+    let currency = Currency::parse(currency_text).map_err(|_| {
         invalid(format!(
             "currency '{}' is not an ISO-4217 code in upper case",
-            shown(&currency_text)
+            shown(currency_text)
         ))
     })?;
-    let amount_value =
-        amount(item, "amount", currency)?.ok_or_else(|| invalid("amount is mandatory"))?;
-    let given_local = amount(item, "local_currency_amount", local)?;
+    let amount_value = item
+        .amount("amount", currency)?
+        .ok_or_else(|| invalid("amount is mandatory"))?;
+    let given_local = item.amount("local_currency_amount", local)?;
     let local_amount = match given_local {
         Some(m) if currency == local && m != amount_value => {
             return Err(invalid(format!(
@@ -184,10 +132,10 @@ fn intake_item(value: &Value, local: Currency) -> Result<IntakeItem, ItemFailure
             )));
         }
     };
-    let paid = mandatory_text(item, "paid_through_date", 10)?;
-    let paid_through_date = Date::parse(&paid)
+    let paid = item.mandatory_printable("paid_through_date", 10)?;
+    let paid_through_date = Date::parse(paid)
         .map_err(|_| invalid("paid_through_date must be a date written YYYY-MM-DD"))?;
-    let received_on = timestamp_field(item, "received_on")?;
+    let received_on = item.timestamp("received_on")?;
     Ok(IntakeItem {
         netflix_charge_id,
         customer,
@@ -254,8 +202,7 @@ pub struct IntakeData {
     request_body = doc::IntakeRequest,
     responses(
         (status = 200, description = "Stored (or already stored) charges, and the failed items.",
-            body = Envelope<doc::IntakeData>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+            body = Envelope<doc::IntakeData>),
         doc::BatchErrors,
     ),
     security(("connector" = [])),
@@ -263,15 +210,13 @@ pub struct IntakeData {
 pub async fn intake(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<IntakeData>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let items = batch_items(&body, "charges_set")?;
     let inputs: Vec<IntakeInput> = items
         .iter()
         .map(|v| IntakeInput {
-            netflix_charge_id: given(v, "netflix_charge_identifier"),
+            netflix_charge_id: echoed(v, "netflix_charge_identifier"),
             parsed: intake_item(v, caller.local_currency),
         })
         .collect();
@@ -311,8 +256,11 @@ fn verdict_item(value: &Value) -> Result<VerdictItem, ItemFailure> {
     let Value::Object(item) = value else {
         return Err(invalid("each item must be a JSON object"));
     };
-    let netflix_charge_id = text_field(item, "netflix_charge_identifier", MAX_NETFLIX_ID_CHARS)?;
-    let number = match text_field(item, "number", ChargeNumber::MAX_CHARS)? {
+    let fields = Fields(item);
+    let netflix_charge_id = fields
+        .printable("netflix_charge_identifier", MAX_NETFLIX_ID_CHARS)?
+        .map(str::to_owned);
+    let number = match fields.printable("number", ChargeNumber::MAX_CHARS)? {
         None => None,
         Some(n) => Some(ChargeNumber::parse(n).map_err(|e| invalid(format!("number {e}")))?),
     };
@@ -374,8 +322,7 @@ pub enum BatchData {
     params(openapi::RequestIdHeader),
     request_body = doc::VerdictRequest,
     responses(
-        (status = 200, description = "Applied; the failed items listed.", body = Envelope<doc::FailedCharges>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Applied; the failed items listed.", body = Envelope<doc::FailedCharges>),
         doc::BatchErrors,
     ),
     security(("connector" = [])),
@@ -383,16 +330,14 @@ pub enum BatchData {
 pub async fn verdicts(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<BatchData>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let items = batch_items(&body, "charges_set")?;
     let inputs: Vec<VerdictInput> = items
         .iter()
         .map(|v| VerdictInput {
-            netflix_charge_id: given(v, "netflix_charge_identifier"),
-            number: given(v, "number"),
+            netflix_charge_id: echoed(v, "netflix_charge_identifier"),
+            number: echoed(v, "number"),
             parsed: verdict_item(v),
         })
         .collect();
@@ -443,18 +388,16 @@ pub struct EventsData {
     operation_id = "connector_outbox",
     params(openapi::RequestIdHeader, doc::OutboxQuery),
     responses(
-        (status = 200, description = "The oldest undelivered events.", body = Envelope<doc::EventsData>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "The oldest undelivered events.", body = Envelope<doc::EventsData>),
         doc::ReadErrors,
     ),
     security(("connector" = [])),
 )]
 pub async fn outbox(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ConnectorKey(caller): ConnectorKey,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Envelope<EventsData>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let Query(query) =
         query.map_err(|_| ApiError::invalid_parameter("", "the query string could not be read"))?;
     if let Some(name) = repeated_parameter(&query) {
@@ -495,18 +438,15 @@ pub async fn outbox(
     params(openapi::RequestIdHeader),
     request_body = doc::AckRequest,
     responses(
-        (status = 200, description = "Marked delivered.", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Marked delivered.", body = Envelope<Empty>),
         doc::BatchErrors,
     ),
     security(("connector" = [])),
 )]
 pub async fn ack(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let items = batch_items(&body, "ids")?;
     let mut ids = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -544,8 +484,7 @@ pub async fn ack(
     params(openapi::RequestIdHeader),
     request_body = doc::ActivateRequest,
     responses(
-        (status = 200, description = "Linked.", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Linked.", body = Envelope<Empty>),
         doc::ActivateErrors,
     ),
     security(("connector" = [])),
@@ -553,10 +492,8 @@ pub async fn ack(
 pub async fn activate(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let bad_token = || {
         ApiError::invalid_parameter(
             "netflix_token",
@@ -593,9 +530,9 @@ pub async fn activate(
 }
 
 fn pai_field(body: &Map<String, Value>) -> Result<String, ApiError> {
-    let field = "netflix_customer_identifier";
-    mandatory_text(body, field, MAX_NETFLIX_ID_CHARS)
-        .map_err(|f| ApiError::invalid_parameter(field, f.description))
+    let pai =
+        Fields(body).mandatory_printable("netflix_customer_identifier", MAX_NETFLIX_ID_CHARS)?;
+    Ok(pai.to_owned())
 }
 
 /// Record what Netflix reports of a linked account (e.g. a billing hold).
@@ -611,8 +548,7 @@ fn pai_field(body: &Map<String, Value>) -> Result<String, ApiError> {
     params(openapi::RequestIdHeader),
     request_body = doc::StateRequest,
     responses(
-        (status = 200, description = "Recorded.", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Recorded.", body = Envelope<Empty>),
         doc::StateErrors,
     ),
     security(("connector" = [])),
@@ -620,10 +556,8 @@ fn pai_field(body: &Map<String, Value>) -> Result<String, ApiError> {
 pub async fn state(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let pai = pai_field(&body)?;
     let netflix_state = match body.get("netflix_sate") {
         Some(Value::String(s)) => NetflixState::parse(s),
@@ -657,13 +591,19 @@ fn promotion_item(value: &Value) -> Result<Promotion, ItemFailure> {
     let Value::Object(item) = value else {
         return Err(invalid("each item must be a JSON object"));
     };
-    let code = mandatory_text(item, "code", PromotionCode::MAX_CHARS)?;
+    let item = Fields(item);
+    let code = item.mandatory_printable("code", PromotionCode::MAX_CHARS)?;
     let code = PromotionCode::parse(code).map_err(|e| invalid(format!("code {e}")))?;
-    let name = mandatory_text(item, "name", MAX_PROMOTION_TEXT)?;
-    let description = text_field(item, "description", MAX_PROMOTION_TEXT)?;
-    let effective_from = timestamp_field(item, "effective_from")?
+    let name = item
+        .mandatory_printable("name", MAX_PROMOTION_TEXT)?
+        .to_owned();
+    let description = item
+        .printable("description", MAX_PROMOTION_TEXT)?
+        .map(str::to_owned);
+    let effective_from = item
+        .timestamp("effective_from")?
         .ok_or_else(|| invalid("effective_from is mandatory"))?;
-    let expires_on = timestamp_field(item, "expires_on")?;
+    let expires_on = item.timestamp("expires_on")?;
     if expires_on.is_some_and(|e| e <= effective_from) {
         return Err(invalid("expires_on must be after effective_from"));
     }
@@ -686,8 +626,7 @@ fn promotion_item(value: &Value) -> Result<Promotion, ItemFailure> {
     params(openapi::RequestIdHeader),
     request_body = doc::PromotionsRequest,
     responses(
-        (status = 200, description = "Written; the failed items listed.", body = Envelope<doc::FailedPromotions>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Written; the failed items listed.", body = Envelope<doc::FailedPromotions>),
         doc::BatchErrors,
     ),
     security(("connector" = [])),
@@ -695,15 +634,13 @@ fn promotion_item(value: &Value) -> Result<Promotion, ItemFailure> {
 pub async fn promotions(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    ConnectorBody(caller, body): ConnectorBody,
 ) -> Result<Envelope<BatchData>, ApiError> {
-    let caller = connector(&state, &headers).await?;
     let items = batch_items(&body, "promotions_set")?;
     let inputs: Vec<PromotionInput> = items
         .iter()
         .map(|v| PromotionInput {
-            code: given(v, "code"),
+            code: echoed(v, "code"),
             parsed: promotion_item(v),
         })
         .collect();

@@ -4,6 +4,9 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use chargegate_core::apikey::ApiKey;
 
 use super::auth::TokenData;
@@ -34,8 +37,7 @@ use crate::state::AppState;
     params(openapi::RequestIdHeader),
     request_body(content = Option<openapi::KeyLoginRequest>, description = "Optional; may be empty."),
     responses(
-        (status = 200, description = "Logged in.", body = Envelope<TokenData>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Logged in.", body = Envelope<TokenData>),
         openapi::KeyLoginErrors,
     ),
     security(("basic" = [])),
@@ -113,32 +115,16 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
     Some(user.to_owned())
 }
 
-/// Standard base64 (RFC 4648, with or without `=` padding). A dozen lines rather than a
-/// dependency for one header.
+/// Standard base64 (RFC 4648), with or without `=` padding: any `=` at the end is
+/// ignored, as are the unused bits of the last character.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // A single leftover sextet cannot end valid base64.
-    (bits < 6).then_some(out)
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(text.trim_end_matches('=')).ok()
 }
 
 #[cfg(test)]
@@ -161,6 +147,16 @@ mod tests {
         assert_eq!(base64_decode("a2V5Og").as_deref(), Some(&b"key:"[..]));
         assert_eq!(base64_decode("a2V5").as_deref(), Some(&b"key"[..]));
         assert_eq!(base64_decode("a2V5!"), None);
+        // Padding is not checked: any `=` at the end is ignored, as before.
+        assert_eq!(base64_decode("a2V5Og=").as_deref(), Some(&b"key:"[..]));
+        assert_eq!(base64_decode("a2V5=").as_deref(), Some(&b"key"[..]));
+        // Nor are the unused bits of the last character: "a2V5Oh" is "key:" too.
+        assert_eq!(base64_decode("a2V5Oh").as_deref(), Some(&b"key:"[..]));
+        // A lone last character cannot end base64; nor can `=` stand inside it, nor the
+        // URL-safe alphabet's characters.
+        assert_eq!(base64_decode("a2V5O"), None);
+        assert_eq!(base64_decode("a2=V5"), None);
+        assert_eq!(base64_decode("a2V5-_"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -54,14 +54,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of every method under [`BASE`].
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+    finished(routes().into_openapi())
+}
+
+/// The document once every operation is in it: what is said of every response is added.
+fn finished(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    doc::shared::RequestIdHeaders.modify(&mut document);
+    document
 }
 
 /// The API's routes with its document and the health probes, before the edge's
 /// middleware (see `server::app`).
 pub fn router() -> Router<AppState> {
     let (api, document) = routes().split_for_parts();
-    let document = Arc::new(document);
+    let document = Arc::new(finished(document));
     api.route(
         &format!("{BASE}/openapi.json"),
         get(move || {

@@ -1,9 +1,7 @@
 //! `netflix/subscriptions/{create,show,suspend,unsuspend}` and `netflix/promotions/list`.
 
 use axum::Extension;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use chargegate_core::clock::Timestamp;
 use chargegate_core::money::Money;
 use chargegate_core::subscription::{
@@ -16,17 +14,18 @@ use chargegate_core::text::CustomerId;
 use chargegate_core::token::{TOKEN_BYTES, Token};
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::doc as openapi;
 use super::paths::BASE;
-use crate::auth::{Caller, authenticate};
+use crate::auth::Caller;
+use crate::auth::callers::{BodyCaller, QueryCaller};
 use crate::edge::context::RequestId;
 use crate::edge::envelope::{Empty, Envelope, JsonAmount};
 use crate::edge::error::{ApiError, Code};
-use crate::edge::extract::{self, JsonObject};
-use crate::edge::extract::{repeated_parameter, shown};
+use crate::edge::extract::{QueryPairs, shown};
+use crate::edge::fields::Fields;
 use crate::state::AppState;
 
 /// Longest customer name accepted, in characters.
@@ -53,69 +52,9 @@ fn customer_id(value: &str, field: &str) -> Result<CustomerId, ApiError> {
     CustomerId::parse(value).map_err(|e| ApiError::invalid_parameter(field, format!("{field} {e}")))
 }
 
-/// An optional string field: absent or `null` is `None`; an empty string or any other
-/// type is refused naming the field.
-fn optional_text(
-    body: &Map<String, Value>,
-    field: &str,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must not be empty"),
-        )),
-        Some(Value::String(s)) if s.chars().count() > max => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must be at most {max} characters"),
-        )),
-        Some(Value::String(s)) if s.contains('\0') => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must not contain the NUL character"),
-        )),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must be a string"),
-        )),
-    }
-}
-
-/// An optional JSON object field, as compact text.
-fn optional_object(body: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => {
-            let text = v.to_string();
-            if text.len() > MAX_DETAIL_BYTES {
-                return Err(ApiError::invalid_parameter(
-                    field,
-                    format!("{field} must be at most {MAX_DETAIL_BYTES} bytes as compact JSON"),
-                ));
-            }
-            Ok(Some(text))
-        }
-        Some(_) => Err(ApiError::invalid_parameter(
-            field,
-            format!("{field} must be a JSON object"),
-        )),
-    }
-}
-
-fn mandatory_customer(body: &Map<String, Value>) -> Result<CustomerId, ApiError> {
+fn mandatory_customer(fields: Fields<'_>) -> Result<CustomerId, ApiError> {
     let field = "billing_system_customer_identifier";
-    let value = crate::edge::extract::required_string(body, field)?;
-    customer_id(value, field)
-}
-
-async fn caller_of(
-    state: &AppState,
-    headers: &HeaderMap,
-    carried: Option<&Value>,
-) -> Result<Caller, ApiError> {
-    let token = extract::token(carried, headers)?;
-    authenticate(state, &token).await
+    customer_id(fields.string(field)?, field)
 }
 
 fn actor(caller: &Caller, request_id: String) -> Actor {
@@ -143,8 +82,7 @@ fn actor(caller: &Caller, request_id: String) -> Actor {
     params(openapi::RequestIdHeader),
     request_body = openapi::CreateSubscriptionRequest,
     responses(
-        (status = 200, description = "Created or renewed.", body = Envelope<Created>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Created or renewed.", body = Envelope<Created>),
         openapi::CreateSubscriptionErrors,
     ),
     security((), ("bearer" = [])),
@@ -152,20 +90,19 @@ fn actor(caller: &Caller, request_id: String) -> Actor {
 pub async fn create(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    BodyCaller { caller, body, .. }: BodyCaller,
 ) -> Result<Envelope<Created>, ApiError> {
-    let caller = caller_of(&state, &headers, body.get("token")).await?;
-    let customer = mandatory_customer(&body)?;
-    let promotion = match optional_text(&body, "promotion_code", PromotionCode::MAX_CHARS)? {
+    let fields = Fields(&body);
+    let customer = mandatory_customer(fields)?;
+    let promotion = match fields.text("promotion_code", PromotionCode::MAX_CHARS)? {
         None => None,
         Some(code) => Some(PromotionCode::parse(code).map_err(|e| {
             ApiError::invalid_parameter("promotion_code", format!("promotion_code {e}"))
         })?),
     };
-    let channel = match body.get("channel") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(Channel::parse(s).ok_or_else(|| {
+    let channel = match fields.optional_string("channel")? {
+        None => None,
+        Some(s) => Some(Channel::parse(s).ok_or_else(|| {
             ApiError::invalid_parameter(
                 "channel",
                 format!(
@@ -174,15 +111,9 @@ pub async fn create(
                 ),
             )
         })?),
-        Some(_) => {
-            return Err(ApiError::invalid_parameter(
-                "channel",
-                "channel must be a string",
-            ));
-        }
     };
-    let validity = match body.get("validity_duration") {
-        None | Some(Value::Null) => DEFAULT_VALIDITY_SECONDS,
+    let validity = match fields.get("validity_duration") {
+        None => DEFAULT_VALIDITY_SECONDS,
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n
             .as_i64()
             .filter(|s| (1..=MAX_VALIDITY_SECONDS).contains(s))
@@ -199,12 +130,17 @@ pub async fn create(
             ));
         }
     };
+    let name = |field| {
+        fields
+            .text(field, MAX_NAME_CHARS)
+            .map(|s| s.map(str::to_owned))
+    };
     let details = CustomerDetails {
-        first_name: optional_text(&body, "customer_first_name", MAX_NAME_CHARS)?,
-        last_name: optional_text(&body, "customer_last_name", MAX_NAME_CHARS)?,
-        address: optional_object(&body, "customer_address")?,
-        email: optional_object(&body, "customer_email")?,
-        phone: optional_object(&body, "customer_phone")?,
+        first_name: name("customer_first_name")?,
+        last_name: name("customer_last_name")?,
+        address: fields.object_text("customer_address", MAX_DETAIL_BYTES)?,
+        email: fields.object_text("customer_email", MAX_DETAIL_BYTES)?,
+        phone: fields.object_text("customer_phone", MAX_DETAIL_BYTES)?,
     };
     let now = state.clock.now();
     let mut bytes = [0u8; TOKEN_BYTES];
@@ -261,8 +197,7 @@ pub async fn create(
     params(openapi::RequestIdHeader),
     request_body = openapi::CustomerRequest,
     responses(
-        (status = 200, description = "Suspended (or already was).", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Suspended (or already was).", body = Envelope<Empty>),
         openapi::StateErrors,
     ),
     security((), ("bearer" = [])),
@@ -270,10 +205,9 @@ pub async fn create(
 pub async fn suspend(
     state: State<AppState>,
     id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
+    call: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    change_state(LifeCycleState::NotEffective, state, id, headers, body).await
+    change_state(LifeCycleState::NotEffective, state, id, call).await
 }
 
 /// Unsuspend a customer's live subscription: `NOT_EFFECTIVE` → `EFFECTIVE`.
@@ -289,8 +223,7 @@ pub async fn suspend(
     params(openapi::RequestIdHeader),
     request_body = openapi::CustomerRequest,
     responses(
-        (status = 200, description = "Unsuspended (or already was effective).", body = Envelope<Empty>,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+        (status = 200, description = "Unsuspended (or already was effective).", body = Envelope<Empty>),
         openapi::StateErrors,
     ),
     security((), ("bearer" = [])),
@@ -298,21 +231,18 @@ pub async fn suspend(
 pub async fn unsuspend(
     state: State<AppState>,
     id: Extension<RequestId>,
-    headers: HeaderMap,
-    body: JsonObject,
+    call: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    change_state(LifeCycleState::Effective, state, id, headers, body).await
+    change_state(LifeCycleState::Effective, state, id, call).await
 }
 
 async fn change_state(
     target: LifeCycleState,
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    BodyCaller { caller, body, .. }: BodyCaller,
 ) -> Result<Envelope<Empty>, ApiError> {
-    let caller = caller_of(&state, &headers, body.get("token")).await?;
-    let customer = mandatory_customer(&body)?;
+    let customer = mandatory_customer(Fields(&body))?;
     let change = state
         .store
         .set_subscription_state(&StateRequest {
@@ -335,54 +265,16 @@ async fn change_state(
 
 // ---- reads ------------------------------------------------------------------------------
 
-/// The query of a GET, each parameter once.
-fn query_of(
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Vec<(String, String)>, ApiError> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
-    })?;
-    if let Some(name) = repeated_parameter(&query) {
-        return Err(ApiError::invalid_parameter(
-            shown(name),
-            format!(
-                "the query parameter '{}' is given more than once",
-                shown(name)
-            ),
-        ));
-    }
-    Ok(query)
-}
-
-fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-async fn query_caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: &[(String, String)],
-) -> Result<Caller, ApiError> {
-    let token = param(query, "token").map(|v| Value::String(v.to_owned()));
-    caller_of(state, headers, token.as_ref()).await
-}
-
 /// `fields_set`: comma-separated names among `all` (spaces and tabs around names
 /// ignored); absent or empty means all, in order.
 fn fields_set<F: Copy + PartialEq>(
-    query: &[(String, String)],
+    query: &QueryPairs,
     all: &[F],
     parse: impl Fn(&str) -> Option<F>,
     what: &str,
 ) -> Result<Vec<F>, ApiError> {
     let blank = |s: &str| s.trim_matches([' ', '\t']).to_owned();
-    let Some(list) = param(query, "fields_set")
-        .map(blank)
-        .filter(|s| !s.is_empty())
-    else {
+    let Some(list) = query.get("fields_set").map(blank).filter(|s| !s.is_empty()) else {
         return Ok(all.to_vec());
     };
     let mut wanted = Vec::new();
@@ -535,23 +427,21 @@ impl Serialize for ShowData {
     params(openapi::SubscriptionShowQuery),
     responses(
         (status = 200, description = "The customer's subscriptions (a bare array).",
-            body = openapi::SubscriptionsEnvelope,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+            body = openapi::SubscriptionsEnvelope),
         openapi::ReadErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
 )]
 pub async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    QueryCaller { caller, query }: QueryCaller,
 ) -> Result<Envelope<ShowData>, ApiError> {
-    let query = query_of(query)?;
-    let caller = query_caller(&state, &headers, &query).await?;
-    let customer = param(&query, "billing_system_customer_identifier")
+    let customer = query
+        .get("billing_system_customer_identifier")
         .map(|v| customer_id(v, "billing_system_customer_identifier"))
         .transpose()?;
-    let netflix = param(&query, "netflix_customer_identifier")
+    let netflix = query
+        .get("netflix_customer_identifier")
         .map(|v| customer_id(v, "netflix_customer_identifier"))
         .transpose()?
         .map(CustomerId::into_string);
@@ -618,19 +508,15 @@ impl Serialize for PromotionsData {
     params(openapi::PromotionsQuery),
     responses(
         (status = 200, description = "The promotions effective now (a bare array).",
-            body = openapi::PromotionsEnvelope,
-            headers(("X-Request-Id" = String, description = "The request's id: the client's `X-Request-Id` when usable, else a new one."))),
+            body = openapi::PromotionsEnvelope),
         openapi::ReadErrors,
     ),
     security(("token_query" = []), ("bearer" = [])),
 )]
 pub async fn list_promotions(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    QueryCaller { caller, query }: QueryCaller,
 ) -> Result<Envelope<PromotionsData>, ApiError> {
-    let query = query_of(query)?;
-    let caller = query_caller(&state, &headers, &query).await?;
     let fields = fields_set(
         &query,
         &PromotionField::ALL,

@@ -9,6 +9,7 @@ use crate::edge::error::{ApiError, Code};
 use crate::state::AppState;
 use jwt::Claims;
 
+pub mod callers;
 pub mod connector;
 pub mod jwt;
 pub mod passwords;
@@ -144,16 +145,45 @@ pub async fn authenticate(state: &AppState, token: &Token) -> Result<Caller, Api
     admit(state, &record)
 }
 
+/// Why a stored token's caller may not go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Revoked, or its user is disabled.
+    Invalid,
+    Expired,
+    /// The operator spent its budget; it may retry after this many seconds.
+    RateLimited {
+        retry_after: u64,
+    },
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::Invalid => ApiError::invalid_token(),
+            Refusal::Expired => ApiError::expired_token(),
+            Refusal::RateLimited { retry_after } => rate_limited(retry_after),
+        }
+    }
+}
+
 /// Whether a stored token's caller may go on: not revoked, user enabled, not expired,
 /// within the operator's rate limit.
 pub fn admit(state: &AppState, record: &TokenRecord) -> Result<Caller, ApiError> {
+    Ok(admission(state, record)?)
+}
+
+/// [`admit`], telling why not in a [`Refusal`].
+pub fn admission(state: &AppState, record: &TokenRecord) -> Result<Caller, Refusal> {
     if record.revoked || !record.user_enabled {
-        return Err(ApiError::invalid_token());
+        return Err(Refusal::Invalid);
     }
     if record.expires_at <= state.clock.now() {
-        return Err(ApiError::expired_token());
+        return Err(Refusal::Expired);
     }
-    admit_operator(state, record.operator_code.as_str())?;
+    if let Err(retry_after) = spend(state, record.operator_code.as_str()) {
+        return Err(Refusal::RateLimited { retry_after });
+    }
     Ok(Caller {
         user_id: record.user_id,
         key_id: record.key_id,
@@ -166,18 +196,27 @@ pub fn admit(state: &AppState, record: &TokenRecord) -> Result<Caller, ApiError>
 /// `Retry-After` once the operator has spent its budget. Every authenticated audience
 /// (operator tokens, web API keys, connector keys) shares one budget per operator.
 pub(crate) fn admit_operator(state: &AppState, operator_code: &str) -> Result<(), ApiError> {
+    spend(state, operator_code).map_err(rate_limited)
+}
+
+/// [`admit_operator`], answering the seconds to wait when over the limit.
+fn spend(state: &AppState, operator_code: &str) -> Result<(), u64> {
     tracing::Span::current().record("operator", operator_code);
     if let Err(wait) = state.rate_limit.check(operator_code) {
         state.metrics.rate_limited();
         // Whole seconds, rounded up: a client that waits that long gets through.
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Err(ApiError {
-            retry_after: Some(secs.max(1)),
-            ..ApiError::new(
-                Code::TooManyRequests,
-                "too many requests for this operator; retry after the time in Retry-After",
-            )
-        });
+        return Err(secs.max(1));
     }
     Ok(())
+}
+
+fn rate_limited(retry_after: u64) -> ApiError {
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(
+            Code::TooManyRequests,
+            "too many requests for this operator; retry after the time in Retry-After",
+        )
+    }
 }

@@ -1,7 +1,9 @@
 //! Getting a request's parameters out: the JSON body (in our envelope when it is bad, never
 //! axum's plain-text rejections) and the token, from wherever the client put it.
 
-use axum::extract::{FromRequest, Request};
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use chargegate_core::token::Token;
 use serde_json::{Map, Value};
@@ -33,47 +35,53 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        use http_body_util::BodyExt;
-
-        let limit = MAX_BODY_BYTES as u64;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit + DRAIN_BYTES) {
-            return Err(too_large());
-        }
-        let mut body = req.into_body();
-        let mut bytes = Vec::new();
-        let mut seen: u64 = 0;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                if timed_out(&e) {
-                    ApiError::new(
-                        Code::RequestTimeout,
-                        "the request body did not arrive in time; nothing was applied",
-                    )
-                } else {
-                    ApiError::malformed("the request body could not be read")
-                }
-            })?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            seen += data.len() as u64;
-            if seen > limit + DRAIN_BYTES {
-                break;
-            }
-            if seen <= limit {
-                bytes.extend_from_slice(&data);
-            }
-        }
-        if seen > limit || declared.is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        parse_object(&bytes).map(JsonObject)
+        let (parts, body) = req.into_parts();
+        read_object(&parts.headers, body).await.map(JsonObject)
     }
+}
+
+/// Reads a request body (whose head is `headers`) as a JSON object, as [`JsonObject`]
+/// does; for extractors that read the body first and the head after.
+pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
+    use http_body_util::BodyExt;
+
+    let limit = MAX_BODY_BYTES as u64;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit + DRAIN_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if timed_out(&e) {
+                ApiError::new(
+                    Code::RequestTimeout,
+                    "the request body did not arrive in time; nothing was applied",
+                )
+            } else {
+                ApiError::malformed("the request body could not be read")
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > limit + DRAIN_BYTES {
+            break;
+        }
+        if seen <= limit {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    if seen > limit || declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    parse_object(&bytes)
 }
 
 /// Whether reading a body failed because the body timeout (tower-http's
@@ -205,6 +213,12 @@ pub fn token(carried: Option<&Value>, headers: &HeaderMap) -> Result<Token, ApiE
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(ApiError::invalid_token()),
     };
+    text_token(carried, headers)
+}
+
+/// The token of a request whose `carried` token is text (the `token` query parameter), as
+/// [`token`] reads it.
+pub fn text_token(carried: Option<&str>, headers: &HeaderMap) -> Result<Token, ApiError> {
     let bearer = bearer(headers)?;
     let chosen = match (carried, bearer) {
         (Some(a), Some(b)) if a != b => return Err(ApiError::invalid_token()),
@@ -236,21 +250,6 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// A mandatory string field of a body.
-pub fn required_string<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
-    match body.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(ApiError::invalid_parameter(
-            name,
-            format!("{name} is mandatory"),
-        )),
-        Some(_) => Err(ApiError::invalid_parameter(
-            name,
-            format!("{name} must be a string"),
-        )),
-    }
-}
-
 /// An integer written in plain decimal digits: no sign, no space, no leading zero (other
 /// than `0` itself), no exponent. Anything else is not a number here, so every parser in
 /// front of chargegate reads the same value.
@@ -271,6 +270,43 @@ pub fn shown(value: &str) -> String {
         value.to_owned()
     } else {
         value.chars().take(MAX).chain("…".chars()).collect()
+    }
+}
+
+/// A GET's query parameters in order, each given at most once: the query string of the
+/// contract's methods, checked before anything else is (a repeat is refused naming it).
+#[derive(Debug)]
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl QueryPairs {
+    /// The value of parameter `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(query) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::invalid_parameter("", "the query string is not valid URL-encoded text")
+            })?;
+        if let Some(name) = repeated_parameter(&query) {
+            return Err(ApiError::invalid_parameter(
+                shown(name),
+                format!(
+                    "the query parameter '{}' is given more than once",
+                    shown(name)
+                ),
+            ));
+        }
+        Ok(QueryPairs(query))
     }
 }
 

@@ -43,6 +43,7 @@ pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod extract;
+pub mod fields;
 pub mod middleware;
 
 /// Limits of the HTTP edge. Defaults suit a server facing billing systems over the

@@ -96,6 +96,22 @@ async fn whole_window(
 }
 
 on_every_backend! {
+    async fn an_audit_read_hears_of_its_query_before_its_token(backend) {
+        let srv = TestServer::start(backend).await;
+        let token = srv.login().await;
+        let r = srv.get(&format!("{V1}/charges/show?number=I1&number=I2")).await;
+        r.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(r.body["status"]["description"], "number");
+        srv.get(&format!("{V1}/charges/show")).await.assert_error(401, "INVALID_TOKEN");
+        let r = srv.get(&format!("{V1}/charges/show?token={token}")).await;
+        r.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(r.body["status"]["description"], "number");
+        let r = srv.get(&format!("{V1}/charges/decisions?from=x&from=y")).await;
+        r.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(r.body["status"]["description"], "from");
+        srv.get(&format!("{V1}/charges/decisions?from=x")).await.assert_error(401, "INVALID_TOKEN");
+    }
+
     async fn a_charge_shows_its_whole_history_with_actors_requests_and_references(backend) {
         let srv = TestServer::start(backend).await;
         srv.add_charges(OPERATOR, &[("I1", "c1")]).await;

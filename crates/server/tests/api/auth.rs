@@ -12,6 +12,15 @@ const LOGIN: &str = "/crmapi/rest/v2/authentication/token";
 const RELEASE: &str = "/crmapi/rest/v2/authentication/token/release";
 
 on_every_backend! {
+    async fn a_release_hears_of_its_body_before_its_token(backend) {
+        let srv = TestServer::start(backend).await;
+        let token = srv.login().await;
+        srv.post_raw(RELEASE, "{oops").await.assert_error(400, "MALFORMED_REQUEST");
+        srv.post(RELEASE, &json!({"token": 12})).await.assert_error(401, "INVALID_TOKEN");
+        // Neither released the token.
+        srv.post(RELEASE, &json!({"token": token})).await.assert_all_ok();
+    }
+
     async fn login_returns_an_opaque_token_of_at_least_128_bits(backend) {
         let srv = TestServer::start(backend).await;
         let r = srv.post(LOGIN, &json!({"username": USER, "password": PASSWORD, "organisation": OPERATOR, "unit": "ignored"})).await;

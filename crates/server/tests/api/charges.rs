@@ -21,6 +21,31 @@ fn numbers(charges: &[Value]) -> Vec<String> {
 }
 
 on_every_backend! {
+    async fn a_batch_hears_of_its_body_before_its_token_and_a_list_of_its_query_before_its_token(backend) {
+        let srv = TestServer::start(backend).await;
+        srv.add_charges(OPERATOR, &[("I1", "c1")]).await;
+        let token = srv.login().await;
+        for method in ["accept", "decline", "acknowledge"] {
+            let path = format!("{V2}/netflix/charges/{method}");
+            srv.post_raw(&path, "{oops").await.assert_error(400, "MALFORMED_REQUEST");
+            // No charges and no token: the token's error; with the token, the charges'.
+            srv.post(&path, &json!({})).await.assert_error(401, "INVALID_TOKEN");
+            srv.post(&path, &json!({"token": token})).await.assert_error(400, "INVALID_PARAMETER");
+        }
+        let list = format!("{V2}/netflix/charges/list");
+        let r = srv.get(&format!("{list}?offset=0&offset=0")).await;
+        r.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(r.body["status"]["description"], "offset");
+        srv.get(&format!("{list}?offset=x")).await.assert_error(401, "INVALID_TOKEN");
+        let r = srv.get(&format!("{list}?offset=x&token={token}")).await;
+        r.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(srv.status_of(&token, "I1").await.as_deref(), Some("PENDING"));
+        let listed = srv
+            .get(&format!("{list}?token={token}&number_of_results=10&charge_status=NOT_PROCESSED&offset=0"))
+            .await;
+        assert_eq!(listed.body["data"]["charges_set"].as_array().map(Vec::len), Some(1), "{}", listed.text);
+    }
+
     async fn accepting_approves_and_stamps_the_charge(backend) {
         let srv = TestServer::start(backend).await;
         srv.add_charges(OPERATOR, &[("I1", "c"), ("I2", "c")]).await;

@@ -156,6 +156,30 @@ async fn activate(srv: &TestServer, key: &str, netflix_token: &str, pai: &str) -
 }
 
 on_every_backend! {
+    async fn a_connector_call_hears_of_its_body_before_its_key_and_the_outbox_of_its_key_before_its_query(backend) {
+        let srv = TestServer::start(backend).await;
+        let key = connector_key(&srv, OPERATOR).await;
+        let before = footprint(&srv).await;
+        for path in ["/charges", "/charges/status", "/outbox/ack", "/subscriptions/activate",
+                     "/subscriptions/state", "/promotions"] {
+            // A malformed body and no key: the body's error.
+            let r = srv.post_raw(&format!("{C}{path}"), "{oops").await;
+            r.assert_error(400, "MALFORMED_REQUEST");
+            // A body without its fields and no key: the key's.
+            let r = srv.post(&format!("{C}{path}"), &json!({})).await;
+            r.assert_error(401, "INVALID_TOKEN");
+            assert_eq!(r.body["status"]["description"], "Authorization", "{path}");
+            // With the key, the fields'.
+            cpost(&srv, &key, path, &json!({})).await.assert_error(400, "INVALID_PARAMETER");
+        }
+        // A repeated parameter and no key: the key's error; with the key, the query's.
+        srv.get(&format!("{C}/outbox?limit=1&limit=2")).await.assert_error(401, "INVALID_TOKEN");
+        let r = cget(&srv, &key, "/outbox?limit=1&limit=2").await;
+        r.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(r.body["status"]["description"], "limit");
+        assert_eq!(footprint(&srv).await, before);
+    }
+
     async fn connector_calls_without_a_live_connector_key_are_refused_and_change_nothing(backend) {
         let srv = TestServer::start(backend).await;
         let key = connector_key(&srv, OPERATOR).await;

@@ -135,6 +135,31 @@ async fn snapshot(srv: &TestServer) -> Vec<i64> {
 }
 
 on_every_backend! {
+    async fn a_subscription_call_hears_of_its_body_then_its_token_then_its_fields(backend) {
+        let srv = TestServer::start(backend).await;
+        let token = srv.login().await;
+        for method in ["create", "suspend", "unsuspend"] {
+            let path = format!("{V2}/netflix/subscriptions/{method}");
+            srv.post_raw(&path, "{oops").await.assert_error(400, "MALFORMED_REQUEST");
+            // No customer and no token: the token's error; with the token, the customer's.
+            srv.post(&path, &json!({})).await.assert_error(401, "INVALID_TOKEN");
+            let r = srv.post(&path, &json!({"token": token})).await;
+            r.assert_error(400, "INVALID_PARAMETER");
+            assert_eq!(r.body["status"]["description"], "billing_system_customer_identifier");
+        }
+        // A query is read before its token: a repeated parameter and no token is the
+        // parameter's error; a missing customer and no token is the token's.
+        for path in ["/netflix/subscriptions/show", "/netflix/promotions/list"] {
+            let r = srv.get(&format!("{V2}{path}?fields_set=a&fields_set=b")).await;
+            r.assert_error(400, "INVALID_PARAMETER");
+            assert_eq!(r.body["status"]["description"], "fields_set");
+        }
+        let show = format!("{V2}/netflix/subscriptions/show");
+        srv.get(&show).await.assert_error(401, "INVALID_TOKEN");
+        srv.get(&format!("{show}?token={token}")).await.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(srv.db.scalar("SELECT count(*) FROM subscriptions").await, 0);
+    }
+
     async fn a_new_customer_gets_an_effective_subscription_and_a_netflix_token(backend) {
         let srv = TestServer::start(backend).await;
         let token = srv.login().await;

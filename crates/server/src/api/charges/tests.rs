@@ -1,4 +1,5 @@
 use super::*;
+use crate::edge::extract::repeated_parameter;
 use serde_json::json;
 
 fn items(v: Value) -> Vec<ItemInput> {

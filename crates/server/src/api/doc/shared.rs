@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use utoipa::PartialSchema;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{ContentBuilder, RefOr, Required, Response, Schema};
+use utoipa::{Modify, PartialSchema};
 
 use crate::edge::envelope::string_enum;
 use crate::edge::error::Code;
@@ -21,6 +21,37 @@ fn request_id_header() -> utoipa::openapi::header::Header {
             "The request's id: the client's `X-Request-Id` when usable, else a new one.",
         ))
         .build()
+}
+
+/// Every response of every operation carries the `X-Request-Id` header (see
+/// `edge::context`): one definition, added to each response once the operations are in
+/// the document.
+pub struct RequestIdHeaders;
+
+impl Modify for RequestIdHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        response
+                            .headers
+                            .insert("X-Request-Id".to_owned(), request_id_header().into());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The error responses of an operation that can fail with `codes`: one response per HTTP
@@ -73,7 +104,6 @@ pub fn error_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
                         .collect::<Vec<_>>()
                         .join(" or ")
                 ))
-                .header("X-Request-Id", request_id_header())
                 .content(
                     "application/json",
                     ContentBuilder::new().schema(Some(body)).build(),
