@@ -35,9 +35,7 @@ impl ApiKey {
     pub fn marked(mark: &str, bytes: [u8; KEY_BYTES]) -> Self {
         let mut s = String::with_capacity(mark.len() + KEY_BYTES * 2);
         s.push_str(mark);
-        for b in bytes {
-            s.push_str(&format!("{b:02x}"));
-        }
+        s.push_str(&crate::token::hex(&bytes));
         ApiKey(s)
     }
 

@@ -63,7 +63,7 @@ impl Method {
     }
 
     /// "an accept", "a decline", "an acknowledgement": for messages.
-    fn with_article(&self) -> &'static str {
+    fn with_article(self) -> &'static str {
         match self {
             Method::Accept => "an accept",
             Method::Decline => "a decline",
@@ -390,34 +390,31 @@ fn judge_against_store(method: Method, req: &ItemRequest, snapshot: &Snapshot) -
     let reference_matches =
         |stored: &Option<ReferenceNumber>| req.reference.is_none() || req.reference == *stored;
 
-    match method.target_status() {
-        Some(target) => {
-            // Rule 6: an idempotent retry of the decision that was made.
-            let same_decision = charge.status == target
-                && charge
-                    .decision
-                    .as_ref()
-                    .is_some_and(|d| d.method == method && reference_matches(&d.reference));
-            if same_decision {
-                return Verdict::AlreadyDone;
-            }
-            // Rule 7.
-            if charge.status != ChargeStatus::Pending {
-                return failed(
-                    ItemErrorCode::ChargeAlreadyProcessed,
-                    format!("charge {number} is already {}", charge.status),
-                );
-            }
-        }
-        None => {
-            // Acknowledged in its current status already, with an equal or no reference.
-            let same_ack = charge
-                .acknowledgement
+    if let Some(target) = method.target_status() {
+        // Rule 6: an idempotent retry of the decision that was made.
+        let same_decision = charge.status == target
+            && charge
+                .decision
                 .as_ref()
-                .is_some_and(|a| a.status == charge.status && reference_matches(&a.reference));
-            if same_ack {
-                return Verdict::AlreadyDone;
-            }
+                .is_some_and(|d| d.method == method && reference_matches(&d.reference));
+        if same_decision {
+            return Verdict::AlreadyDone;
+        }
+        // Rule 7.
+        if charge.status != ChargeStatus::Pending {
+            return failed(
+                ItemErrorCode::ChargeAlreadyProcessed,
+                format!("charge {number} is already {}", charge.status),
+            );
+        }
+    } else {
+        // Acknowledged in its current status already, with an equal or no reference.
+        let same_ack = charge
+            .acknowledgement
+            .as_ref()
+            .is_some_and(|a| a.status == charge.status && reference_matches(&a.reference));
+        if same_ack {
+            return Verdict::AlreadyDone;
         }
     }
     // Rule 8.

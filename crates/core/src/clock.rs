@@ -52,12 +52,13 @@ impl Timestamp {
     }
 
     /// This instant plus `seconds`, saturating at the end of the representable range.
-    pub fn plus_seconds(&self, seconds: i64) -> Timestamp {
+    #[must_use]
+    pub fn plus_seconds(self, seconds: i64) -> Timestamp {
         let max = 253_402_300_799; // 9999-12-31T23:59:59
         Timestamp(self.0.saturating_add(seconds).min(max))
     }
 
-    fn datetime(&self) -> Option<OffsetDateTime> {
+    fn datetime(self) -> Option<OffsetDateTime> {
         OffsetDateTime::from_unix_timestamp(self.0)
             .ok()
             .map(|dt| dt.to_offset(UtcOffset::UTC))
@@ -242,7 +243,7 @@ mod tests {
                 .expect("in range")
                 .format(TIMESTAMP_FORMAT)
                 .expect("formats");
-            proptest::prop_assert_eq!(ts.to_string(), expected.clone());
+            proptest::prop_assert_eq!(ts.to_string(), expected.as_str());
             proptest::prop_assert_eq!(Timestamp::parse(&expected), Ok(ts));
             let day = Date::of(ts).expect("a day");
             proptest::prop_assert_eq!(day.to_string(), expected[..10].to_owned());

@@ -244,16 +244,17 @@ pub fn plan_intake(
         // The customer: by its own id, or through the live subscription linked to the PAI.
         let by_pai = match &item.netflix_customer {
             None => None,
-            Some(pai) => match snapshot.linked.get(pai) {
-                Some(c) => Some(c),
-                None => {
+            Some(pai) => {
+                if let Some(c) = snapshot.linked.get(pai) {
+                    Some(c)
+                } else {
                     outcomes.push(failed(
-                        ItemCode::CustomerNotFound,
-                        format!("no live subscription of this operator is linked to netflix customer {pai}"),
-                    ));
+                    ItemCode::CustomerNotFound,
+                    format!("no live subscription of this operator is linked to netflix customer {pai}"),
+                ));
                     continue;
                 }
-            },
+            }
         };
         let customer = match (&item.customer, by_pai) {
             (Some(given), Some(linked)) if given != linked => {

@@ -95,21 +95,20 @@ pub fn plan(
     for (index, c) in charges.iter().enumerate() {
         let number = match &c.number {
             Some(n) => n.clone(),
-            None => match ChargeNumber::generated(next) {
-                Some(n) => {
+            None => {
+                if let Some(n) = ChargeNumber::generated(next) {
                     next += 1;
                     n
-                }
-                None => {
+                } else {
                     plan.conflicts.push(ImportConflict {
-                        index,
-                        column: "number",
-                        problem: "no generated charge number is left (I99999999 reached); give numbers explicitly".into(),
-                        earlier: None,
-                    });
+                    index,
+                    column: "number",
+                    problem: "no generated charge number is left (I99999999 reached); give numbers explicitly".into(),
+                    earlier: None,
+                });
                     continue;
                 }
-            },
+            }
         };
         let conflict = |problem: String, earlier| ImportConflict {
             index,

@@ -58,8 +58,7 @@ async fn run(decisions: usize, pages: usize) {
     let dir = tempfile::tempdir().unwrap();
     // AUDIT_BENCH_DB=PATH keeps the database there, to look into it afterwards.
     let db = std::env::var_os("AUDIT_BENCH_DB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.path().join("audit.db"));
+        .map_or_else(|| dir.path().join("audit.db"), PathBuf::from);
     let started = Instant::now();
     prepare(&db, decisions).await;
     println!(

@@ -385,7 +385,7 @@ async fn run(batches: usize) {
     println!(
         "chargegate connector benchmark, SQLite; {batches} intake batches of {INTAKE_BATCH}; \
          {} cores; load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .trim()

@@ -162,7 +162,7 @@ async fn run(rounds: usize, calls: usize) {
     } else {
         for c in &cases {
             for (what, v) in [("raw", &c.raw), ("chargegate", &c.product)] {
-                for r in v.iter() {
+                for r in v {
                     println!(
                         "{}: {what} {:.0} calls/s, {:.3} CPU ms/call",
                         c.name, r.per_second, r.cpu_ms_per_call

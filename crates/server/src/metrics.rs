@@ -214,7 +214,11 @@ impl Metrics {
         );
         // Every method and outcome from zero, so rates and alerts see the series before
         // the first occurrence.
-        let outcomes = std::iter::once("ok").chain(ItemErrorCode::ALL.iter().map(|c| c.as_str()));
+        let outcomes = std::iter::once("ok").chain(
+            ItemErrorCode::ALL
+                .iter()
+                .map(chargegate_core::ItemErrorCode::as_str),
+        );
         for method in Method::ALL {
             for outcome in outcomes.clone() {
                 metrics.charge_items.get_or_create_owned(&ItemLabels {

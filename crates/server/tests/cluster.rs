@@ -46,7 +46,7 @@ async fn two_servers_on_one_database_share_tokens_and_decide_each_charge_once() 
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
-        )
+        );
     };
     ok(run(
         chargegate(

@@ -26,9 +26,10 @@ use serde_json::{Value, json};
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        PathBuf::from,
+    )
 }
 
 fn found(program: &str) -> Option<PathBuf> {
@@ -68,14 +69,14 @@ fn required() -> bool {
 
 fn decode_base64(text: &str) -> Vec<u8> {
     let value = |c: u8| -> Option<u32> {
-        Some(match c {
+        Some(u32::from(match c {
             b'A'..=b'Z' => c - b'A',
             b'a'..=b'z' => c - b'a' + 26,
             b'0'..=b'9' => c - b'0' + 52,
             b'+' => 62,
             b'/' => 63,
             _ => return None,
-        } as u32)
+        }))
     };
     let digits: Vec<u32> = text.bytes().filter_map(value).collect();
     let mut out = Vec::with_capacity(digits.len() * 3 / 4);
@@ -148,10 +149,10 @@ impl Driver {
                 }}}),
             )
             .await;
-        driver.session = created["sessionId"]
+        created["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no browser session: {created}"))
-            .to_owned();
+            .clone_into(&mut driver.session);
         driver
     }
 
@@ -293,7 +294,7 @@ impl Driver {
             .expect("a list of violations")
             .iter()
             .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
-            .map(|v| v.to_string())
+            .map(std::string::ToString::to_string)
             .collect()
     }
 }

@@ -15,7 +15,10 @@ pub(crate) fn from_sqlx(e: sqlx::Error) -> StoreError {
         E::Tls(tls) => StoreError::Unavailable(format!("database TLS failed: {tls}")),
         E::WorkerCrashed => StoreError::Unavailable("the database worker stopped".into()),
         E::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let code = db
+                .code()
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default();
             if db.is_unique_violation() {
                 StoreError::Conflict(db.message().to_owned())
             } else if is_transient(&code) {

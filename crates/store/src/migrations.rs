@@ -157,7 +157,11 @@ mod tests {
         let mut v: Vec<i64> = std::fs::read_dir(&dir)
             .expect("migrations folder")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with(".sql"))
+            .filter(|name| {
+                std::path::Path::new(name)
+                    .extension()
+                    .is_some_and(|e| e == "sql")
+            })
             .map(|name| {
                 name.split('_')
                     .next()

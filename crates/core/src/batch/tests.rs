@@ -450,7 +450,7 @@ fn apply(method: Method, items: &[ItemInput], verdicts: &[Verdict], snap: &mut S
                 charge.acknowledgement = Some(Acknowledgement {
                     status: charge.status,
                     reference: req.reference.clone(),
-                })
+                });
             }
         }
         if let Some(r) = &req.reference {

@@ -15,20 +15,20 @@ use chargegate_core::store::{NewCharge, NewOperator, NewUser};
 use chargegate_core::text::{ChargeNumber, CustomerId, OperatorCode, Username};
 use serde_json::Value;
 
-pub const BATCH: usize = 50;
+pub(crate) const BATCH: usize = 50;
 
 #[derive(Clone, Copy)]
-pub struct Rate {
+pub(crate) struct Rate {
     pub per_second: f64,
     pub cpu_ms_per_call: f64,
 }
 
-pub fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
-pub fn server_binary() -> PathBuf {
+pub(crate) fn server_binary() -> PathBuf {
     // target/release/examples/bench → target/release/chargegate
     let exe = std::env::current_exe().unwrap();
     let bin = exe
@@ -45,7 +45,7 @@ pub fn server_binary() -> PathBuf {
 }
 
 /// CPU seconds (user + system) from a `/proc/…/stat` file.
-pub fn cpu_seconds(stat: &str) -> f64 {
+pub(crate) fn cpu_seconds(stat: &str) -> f64 {
     let text = std::fs::read_to_string(stat).unwrap_or_default();
     let fields: Vec<&str> = text
         .rsplit_once(')')
@@ -63,14 +63,14 @@ pub fn cpu_seconds(stat: &str) -> f64 {
 
 // ---- the real server -------------------------------------------------------------------
 
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub base: String,
     pub token: String,
     pub client: reqwest::Client,
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -78,7 +78,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub async fn wait_ready(client: &reqwest::Client, url: &str) {
+pub(crate) async fn wait_ready(client: &reqwest::Client, url: &str) {
     for _ in 0..500 {
         if let Ok(r) = client.get(url).send().await
             && r.status().is_success()
@@ -92,7 +92,7 @@ pub async fn wait_ready(client: &reqwest::Client, url: &str) {
 
 impl Server {
     /// `database`: a URL as `--database` takes it; `env`: settings as `CHARGEGATE_*`.
-    pub async fn start(binary: &Path, database: &str, env: &[(&str, &str)]) -> Server {
+    pub(crate) async fn start(binary: &Path, database: &str, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let child = Command::new(binary)
             .args(["--database", database])
@@ -127,19 +127,24 @@ impl Server {
         }
     }
 
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// `calls` decline calls from `clients` concurrent clients, each on fresh charges.
-pub async fn declines(server: &Server, calls: usize, clients: usize) -> Rate {
+pub(crate) async fn declines(server: &Server, calls: usize, clients: usize) -> Rate {
     declines_from(server, 0, calls, clients).await
 }
 
 /// [`declines`] of batches `first..first + calls`.
-pub async fn declines_from(server: &Server, first: usize, calls: usize, clients: usize) -> Rate {
+pub(crate) async fn declines_from(
+    server: &Server,
+    first: usize,
+    calls: usize,
+    clients: usize,
+) -> Rate {
     let next = Arc::new(AtomicUsize::new(first));
     let server = Arc::new(server_ref(server));
     let cpu_before = server.cpu();
@@ -169,14 +174,14 @@ pub async fn declines_from(server: &Server, first: usize, calls: usize, clients:
 }
 
 /// A cheap shareable view of a running server (the child process stays with the owner).
-pub struct ServerRef {
+pub(crate) struct ServerRef {
     pub pid: u32,
     pub base: String,
     pub token: String,
     pub client: reqwest::Client,
 }
 
-pub fn server_ref(s: &Server) -> ServerRef {
+pub(crate) fn server_ref(s: &Server) -> ServerRef {
     ServerRef {
         pid: s.child.id(),
         base: s.base.clone(),
@@ -186,14 +191,14 @@ pub fn server_ref(s: &Server) -> ServerRef {
 }
 
 impl ServerRef {
-    pub fn cpu(&self) -> f64 {
+    pub(crate) fn cpu(&self) -> f64 {
         cpu_seconds(&format!("/proc/{}/stat", self.pid))
     }
 
     /// Declines the 50 charges of `batch`. The body is written and the answer checked as
     /// plain text, so that the load generator, which shares the machine's cores with the
     /// server, spends as little of them as it can.
-    pub async fn decline(&self, batch: usize) {
+    pub(crate) async fn decline(&self, batch: usize) {
         use std::fmt::Write;
         let mut body = String::with_capacity(160 + BATCH * 100);
         write!(
@@ -236,7 +241,7 @@ impl ServerRef {
 
 /// Fills a migrated database with operator `bench`, user `bench`, and `charges` PENDING charges
 /// `L00000000…` of customer `c`.
-pub async fn fill(store: &dyn Database, charges: usize) {
+pub(crate) async fn fill(store: &dyn Database, charges: usize) {
     let eur = Currency::parse("EUR").unwrap();
     let op = store
         .create_operator(&NewOperator {

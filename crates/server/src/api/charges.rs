@@ -346,32 +346,32 @@ impl Serialize for ChargeView {
             match field {
                 ChargeField::Number => map.serialize_entry(key, c.number.as_str())?,
                 ChargeField::BillingSystemCustomerIdentifier => {
-                    map.serialize_entry(key, c.customer.as_str())?
+                    map.serialize_entry(key, c.customer.as_str())?;
                 }
                 ChargeField::Amount => map.serialize_entry(key, &JsonAmount(c.amount))?,
                 ChargeField::Currency => map.serialize_entry(key, c.amount.currency().code())?,
                 ChargeField::LocalCurrencyAmount => {
-                    map.serialize_entry(key, &JsonAmount(c.local_amount))?
+                    map.serialize_entry(key, &JsonAmount(c.local_amount))?;
                 }
                 ChargeField::LocalCurrency => {
-                    map.serialize_entry(key, c.local_amount.currency().code())?
+                    map.serialize_entry(key, c.local_amount.currency().code())?;
                 }
                 ChargeField::PaidThroughDate => {
-                    map.serialize_entry(key, &AsText(c.paid_through_date))?
+                    map.serialize_entry(key, &AsText(c.paid_through_date))?;
                 }
                 ChargeField::ChargeStatus => map.serialize_entry(key, c.status.as_str())?,
                 ChargeField::ReceivedOn => map.serialize_entry(key, &AsText(c.received_on))?,
                 ChargeField::SetAsApprovedOn => {
-                    map.serialize_entry(key, &stamp(c.set_as_approved_on))?
+                    map.serialize_entry(key, &stamp(c.set_as_approved_on))?;
                 }
                 ChargeField::SetAsDeclinedOn => {
-                    map.serialize_entry(key, &stamp(c.set_as_declined_on))?
+                    map.serialize_entry(key, &stamp(c.set_as_declined_on))?;
                 }
                 ChargeField::SetAsBadRequestOn => {
-                    map.serialize_entry(key, &stamp(c.set_as_bad_request_on))?
+                    map.serialize_entry(key, &stamp(c.set_as_bad_request_on))?;
                 }
                 ChargeField::SetAsRejectedRequestOn => {
-                    map.serialize_entry(key, &stamp(c.set_as_rejected_on))?
+                    map.serialize_entry(key, &stamp(c.set_as_rejected_on))?;
                 }
             }
         }

@@ -317,7 +317,7 @@ impl Serialize for PromotionView<'_> {
                 PromotionField::Name => map.serialize_entry(key, &p.name)?,
                 PromotionField::Description => map.serialize_entry(key, &p.description)?,
                 PromotionField::EffectiveFrom => {
-                    map.serialize_entry(key, &AsText(p.effective_from))?
+                    map.serialize_entry(key, &AsText(p.effective_from))?;
                 }
                 PromotionField::ExpiresOn => map.serialize_entry(key, &p.expires_on.map(AsText))?,
             }
@@ -354,22 +354,22 @@ impl Serialize for SubscriptionView<'_> {
             match field {
                 SubscriptionField::SubscriptionNumber => map.serialize_entry(key, &sub.number)?,
                 SubscriptionField::BillingSystemCustomerIdentifier => {
-                    map.serialize_entry(key, sub.customer.as_str())?
+                    map.serialize_entry(key, sub.customer.as_str())?;
                 }
                 SubscriptionField::NetflixCustomerIdentifier => {
-                    map.serialize_entry(key, &sub.netflix_customer)?
+                    map.serialize_entry(key, &sub.netflix_customer)?;
                 }
                 SubscriptionField::LifeCycleState => {
-                    map.serialize_entry(key, sub.state.as_str())?
+                    map.serialize_entry(key, sub.state.as_str())?;
                 }
                 SubscriptionField::NetflixSate => {
-                    map.serialize_entry(key, sub.netflix_state.as_str())?
+                    map.serialize_entry(key, sub.netflix_state.as_str())?;
                 }
                 SubscriptionField::CreatedOn => {
-                    map.serialize_entry(key, &AsText(sub.created_on))?
+                    map.serialize_entry(key, &AsText(sub.created_on))?;
                 }
                 SubscriptionField::CancelledOn => {
-                    map.serialize_entry(key, &sub.cancelled_on.map(AsText))?
+                    map.serialize_entry(key, &sub.cancelled_on.map(AsText))?;
                 }
                 SubscriptionField::PromotionsSet => {
                     let all = PromotionField::ALL;
@@ -381,11 +381,11 @@ impl Serialize for SubscriptionView<'_> {
                             fields: &all,
                         })
                         .collect();
-                    map.serialize_entry(key, &views)?
+                    map.serialize_entry(key, &views)?;
                 }
                 SubscriptionField::PricesSet => {
                     let views: Vec<PriceView> = sub.prices.iter().copied().map(PriceView).collect();
-                    map.serialize_entry(key, &views)?
+                    map.serialize_entry(key, &views)?;
                 }
             }
         }

@@ -65,7 +65,7 @@ impl Claims {
             oun: operator.to_owned(),
             exp: expires_at.unix().to_string(),
             iat: now.unix().to_string(),
-            jti: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            jti: chargegate_core::token::hex(&bytes),
         })
     }
 }
@@ -144,7 +144,10 @@ pub struct Secrets {
 
 impl Secrets {
     fn cached(&self) -> Arc<Vec<TokenSecret>> {
-        self.known.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Reads the secrets again, making the first one if the database has none yet (two
@@ -172,7 +175,10 @@ impl Secrets {
             tracing::info!("made the first token-signing secret");
         }
         let secrets = Arc::new(secrets);
-        *self.known.write().unwrap_or_else(|p| p.into_inner()) = secrets.clone();
+        *self
+            .known
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = secrets.clone();
         Ok(secrets)
     }
 
@@ -247,7 +253,7 @@ mod tests {
     fn a_tampered_token_is_not_vouched_for() {
         let claims = Claims::new("demo", "pci", at(1_000), at(8_200)).expect("random");
         let token = sign(&claims, &[7; 32]);
-        let mut other = claims.clone();
+        let mut other = claims;
         other.usr = "admin".into();
         let forged_payload = sign(&other, &[9; 32]);
         let (head, _) = token.expose().rsplit_once('.').expect("dot");

@@ -96,7 +96,7 @@ impl Passwords {
     pub fn new(parallelism: usize) -> Result<Self, PasswordError> {
         let mut random = [0u8; 32];
         getrandom::fill(&mut random).map_err(|e| PasswordError::Random(e.to_string()))?;
-        let dummy: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let dummy: String = chargegate_core::token::hex(&random);
         Ok(Passwords {
             dummy_hash: hash(&dummy)?,
             permits: Arc::new(Semaphore::new(parallelism.max(1))),

@@ -19,11 +19,11 @@ use crate::database::{database_label, open_store};
 
 /// Entries per read of an export: large enough that a read costs little per row, small
 /// enough that memory stays flat whatever the window holds.
-pub const EXPORT_PAGE: u32 = 5_000;
+pub(super) const EXPORT_PAGE: u32 = 5_000;
 
 /// A time as typed on the command line: `YYYY-MM-DDTHH:MM:SS` (UTC, a final `Z` allowed)
 /// or `YYYY-MM-DD`, meaning 00:00:00 that day.
-pub fn time_argument(name: &str, text: &str) -> anyhow::Result<Timestamp> {
+pub(super) fn time_argument(name: &str, text: &str) -> anyhow::Result<Timestamp> {
     let full = if text.len() == 10 {
         format!("{text}T00:00:00")
     } else {
@@ -103,7 +103,10 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-pub async fn user_list(settings: &Settings, operator_filter: Option<&str>) -> anyhow::Result<()> {
+pub(super) async fn user_list(
+    settings: &Settings,
+    operator_filter: Option<&str>,
+) -> anyhow::Result<()> {
     let code = operator_filter.map(operator_code).transpose()?;
     let users = with_store(settings, async |store| {
         let id = match &code {
@@ -135,7 +138,7 @@ pub async fn user_list(settings: &Settings, operator_filter: Option<&str>) -> an
     Ok(())
 }
 
-pub async fn user_set_enabled(
+pub(super) async fn user_set_enabled(
     settings: &Settings,
     name: &str,
     operator_text: &str,
@@ -164,7 +167,7 @@ pub async fn user_set_enabled(
     Ok(())
 }
 
-pub async fn user_passwd(
+pub(super) async fn user_passwd(
     settings: &Settings,
     name: &str,
     operator_text: &str,
@@ -199,7 +202,7 @@ pub async fn user_passwd(
     Ok(())
 }
 
-pub async fn user_unlock(
+pub(super) async fn user_unlock(
     settings: &Settings,
     name: &str,
     operator_text: &str,
@@ -223,7 +226,7 @@ pub async fn user_unlock(
     Ok(())
 }
 
-pub async fn operator_list(settings: &Settings) -> anyhow::Result<()> {
+pub(super) async fn operator_list(settings: &Settings) -> anyhow::Result<()> {
     let operators = with_store(settings, async |store| Ok(store.list_operators().await?)).await?;
     let mut header: Vec<String> = ["CODE", "NAME", "CURRENCY", "USERS"]
         .map(str::to_owned)
@@ -325,7 +328,11 @@ fn print_record(record: &ChargeRecord) -> String {
     out
 }
 
-pub async fn charges_show(settings: &Settings, number: &str, json: bool) -> anyhow::Result<()> {
+pub(super) async fn charges_show(
+    settings: &Settings,
+    number: &str,
+    json: bool,
+) -> anyhow::Result<()> {
     let parsed =
         ChargeNumber::parse(number).map_err(|e| anyhow!("charge number '{number}' {e}"))?;
     let record = with_store(settings, async |store| {
@@ -358,13 +365,13 @@ fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
+pub(super) enum ExportFormat {
     Csv,
     Json,
 }
 
 /// The CSV columns of an export, the fields of the feed's entries in their order.
-pub const EXPORT_COLUMNS: [&str; 11] = [
+pub(super) const EXPORT_COLUMNS: [&str; 11] = [
     "number",
     "billing_system_customer_identifier",
     "event",
@@ -381,7 +388,7 @@ pub const EXPORT_COLUMNS: [&str; 11] = [
 /// Writes the feed of a window to `out` page by page, as it is read: memory does not grow
 /// with the window. Answers how many entries were written and whether the window was
 /// complete (settled) when the last page was read.
-pub async fn export(
+pub(super) async fn export(
     store: &dyn Database,
     mut query: FeedQuery,
     format: ExportFormat,
@@ -464,7 +471,7 @@ pub async fn export(
     Ok((written, settled))
 }
 
-pub async fn charges_export(
+pub(super) async fn charges_export(
     settings: &Settings,
     operator_text: &str,
     from: &str,

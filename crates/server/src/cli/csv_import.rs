@@ -146,14 +146,11 @@ async fn read(
         path: path.display().to_string(),
         source,
     };
-    let delimiter = match sniff_delimiter(path).map_err(read_error)? {
-        Some(delimiter) => delimiter,
-        None => {
-            return Err(ImportError::Empty {
-                path: path.display().to_string(),
-                columns: MANDATORY.join(","),
-            });
-        }
+    let Some(delimiter) = sniff_delimiter(path).map_err(read_error)? else {
+        return Err(ImportError::Empty {
+            path: path.display().to_string(),
+            columns: MANDATORY.join(","),
+        });
     };
     let file = std::fs::File::open(path).map_err(read_error)?;
     let mut reader = csv::ReaderBuilder::new()
@@ -174,7 +171,7 @@ async fn read(
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, csv::Position::line);
                 let what = match e.kind() {
                     csv::ErrorKind::UnequalLengths {
                         expected_len, len, ..
@@ -191,8 +188,8 @@ async fn read(
                 continue;
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
-        bar.set_position(record.position().map_or(0, |p| p.byte()));
+        let line = record.position().map_or(0, csv::Position::line);
+        bar.set_position(record.position().map_or(0, csv::Position::byte));
 
         let operator = match columns.get(&record, "operator") {
             Some(code) => {
@@ -395,7 +392,7 @@ fn progress_bar(length: u64, message: &'static str, counts: &str) -> ProgressBar
 
 /// Imports a CSV file; on success returns how many charges were added and skipped.
 pub async fn import(store: &dyn AdminStore, path: &Path) -> Result<ImportSummary, ImportError> {
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let reading = if size > 100 * PROGRESS_THRESHOLD {
         // Sizes in KiB/MiB: a byte count tells a person nothing.
         progress_bar(size, "checking", "{binary_bytes}/{binary_total_bytes}")

@@ -24,7 +24,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// An ISO-4217 code in any case: `eur` is `EUR`. A refusal quotes what was typed.
-pub fn currency(text: &str) -> Result<Currency, String> {
+pub(super) fn currency(text: &str) -> Result<Currency, String> {
     Currency::parse(&text.to_ascii_uppercase()).map_err(|e| match e {
         MoneyError::UnknownCurrency(_) => {
             format!("'{text}' is not an ISO-4217 currency code (three letters, e.g. EUR)")
@@ -35,7 +35,7 @@ pub fn currency(text: &str) -> Result<Currency, String> {
 
 /// An amount of `currency`, a plain decimal. A comma is not taken for a decimal mark (in
 /// `1,000` it is not one), but the refusal says how to write the amount.
-pub fn money(text: &str, currency: Currency) -> Result<Money, String> {
+pub(super) fn money(text: &str, currency: Currency) -> Result<Money, String> {
     Money::parse(text, currency).map_err(|e| {
         if text.contains(',') {
             format!("{e}; write the decimal mark as '.', without thousands separators")
@@ -46,7 +46,7 @@ pub fn money(text: &str, currency: Currency) -> Result<Money, String> {
 }
 
 /// A day, `YYYY-MM-DD`.
-pub fn date(text: &str) -> Result<Date, String> {
+pub(super) fn date(text: &str) -> Result<Date, String> {
     Date::parse(text).map_err(|e| match impossible_day(text) {
         Some(why) => format!("'{text}' is an impossible date: {why}"),
         None => e.to_string(),
@@ -54,7 +54,7 @@ pub fn date(text: &str) -> Result<Date, String> {
 }
 
 /// A UTC time, `YYYY-MM-DDTHH:MM:SS`, optionally followed by `Z` (which means UTC).
-pub fn timestamp(text: &str) -> Result<Timestamp, String> {
+pub(super) fn timestamp(text: &str) -> Result<Timestamp, String> {
     let utc = text.strip_suffix(['Z', 'z']).unwrap_or(text);
     Timestamp::parse(utc).map_err(|_| {
         let day = utc.get(..10).unwrap_or(utc);

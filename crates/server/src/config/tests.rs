@@ -399,7 +399,7 @@ fn a_setting_whose_row_is_gone_from_the_configuration_page_is_reported() {
     let without: String = page
         .lines()
         .filter(|line| !line.starts_with("| `console_idle_timeout` |"))
-        .map(|line| format!("{line}\n"))
+        .flat_map(|line| [line, "\n"])
         .collect();
     assert_ne!(without, page, "the page had the row to remove");
     assert_eq!(settings_without_a_row(&without), ["console_idle_timeout"]);
@@ -443,7 +443,7 @@ fn the_webhook_ca_file_comes_from_every_layer_and_holds_one_or_more_certificates
     assert_eq!(s.outbox_webhook_ca(), Some(two.as_path()));
 
     let flags = FlagOverrides {
-        outbox_webhook_ca: Some(one_text.clone()),
+        outbox_webhook_ca: Some(one_text),
         ..FlagOverrides::default()
     };
     let s = Settings::load(Some(f.path()), &vars, &flags).expect("flag");

@@ -207,6 +207,8 @@ pub(crate) fn sign_in(
 }
 
 /// The chart: one stacked bar per day, outcomes by colour, drawn here as SVG.
+// x, y, w, h and n are the SVG geometry of the bars, named as SVG names them.
+#[allow(clippy::many_single_char_names)]
 fn chart(days: &[DayDecisions]) -> Markup {
     const WIDTH: u64 = 600;
     const HEIGHT: u64 = 160;
@@ -258,7 +260,7 @@ fn chart(days: &[DayDecisions]) -> Markup {
 }
 
 pub(crate) fn overview(signed: &Signed, overview: &Overview, now: Timestamp) -> Markup {
-    let today = overview.days.last().map(DayDecisions::total).unwrap_or(0);
+    let today = overview.days.last().map_or(0, DayDecisions::total);
     let pending = overview
         .counts
         .iter()

@@ -39,7 +39,7 @@ pub enum SecureCookies {
 }
 
 impl SecureCookies {
-    fn as_str(&self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             SecureCookies::Always => "true",
             SecureCookies::Never => "false",

@@ -55,7 +55,7 @@ pub fn new_request_id() -> String {
             .unwrap_or_default();
         bytes = nanos.to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    chargegate_core::token::hex(&bytes)
 }
 
 /// Gives the request its id and span, then logs and counts its response.

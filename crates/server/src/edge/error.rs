@@ -29,6 +29,7 @@ impl ApiError {
         }
     }
 
+    #[must_use]
     pub fn with_description(mut self, description: impl Into<String>) -> Self {
         self.description = description.into();
         self

@@ -221,7 +221,7 @@ pub async fn serve(
 /// descriptors): neither stops the server. A short pause lets descriptors free up
 /// instead of spinning.
 async fn accept_failed(e: &io::Error) {
-    use io::ErrorKind::*;
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
     if matches!(
         e.kind(),
         ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted

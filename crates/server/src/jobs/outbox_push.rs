@@ -88,10 +88,7 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(digest.len() * 2);
-    for b in digest {
-        hex.push_str(&format!("{b:02x}"));
-    }
+    let hex = chargegate_core::token::hex(&digest);
     format!("t={t},v1={hex}")
 }
 
@@ -122,7 +119,7 @@ async fn post(
 fn holder() -> String {
     let mut bytes = [0u8; 8];
     let _ = getrandom::fill(&mut bytes);
-    let random: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let random: String = chargegate_core::token::hex(&bytes);
     format!("{}-{random}", std::process::id())
 }
 
@@ -165,7 +162,7 @@ pub async fn run(
         if !pause.is_zero() {
             let mut stop = stop.clone();
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => {}
             }
         }
@@ -261,7 +258,7 @@ pub async fn measure(
             metrics.outbox_backlog(backlog.waiting, age);
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {

@@ -661,10 +661,10 @@ on_every_backend! {
     }
 
     async fn eight_deciding_clients_and_a_consumer_deliver_every_decision_exactly_once(backend) {
+        const PER_CLIENT: usize = 40;
         let srv = Arc::new(TestServer::start(backend).await);
         let key = connector_key(&srv, OPERATOR).await;
         let token = srv.login().await;
-        const PER_CLIENT: usize = 40;
         let charges: Vec<Value> = (0..8 * PER_CLIENT)
             .map(|i| charge(&format!("N{i}"), &format!("c{}", i % 8), json!(1)))
             .collect();

@@ -99,7 +99,7 @@ on_every_backend! {
                 *seen.entry(e["number"].as_str().unwrap().to_owned()).or_default() += 1;
             }
             after = format!("&after={}", r.body["data"]["next"].as_str().expect("the window is open"));
-            if !writers_done && writers.iter().all(|w| w.is_finished()) {
+            if !writers_done && writers.iter().all(tokio::task::JoinHandle::is_finished) {
                 writers_done = true;
             }
             if writers_done && seen.len() >= CHARGES {
@@ -203,8 +203,8 @@ on_every_backend! {
 /// paged past a later id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgresql_an_entry_that_commits_late_is_served_after_the_others_not_skipped() {
-    db::require_postgres("late_commit");
     use sqlx::Connection;
+    db::require_postgres("late_commit");
     let srv = TestServer::start(Backend::Postgres).await;
     srv.add_charges(OPERATOR, &[("L1", "c1"), ("L2", "c2")])
         .await;

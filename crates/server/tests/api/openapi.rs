@@ -125,11 +125,14 @@ fn the_document_lists_every_status_code_and_item_error_code() {
     let codes = strings(&schema(&document, "StatusCode")["enum"]);
     let expected: Vec<&str> = chargegate::edge::error::Code::ALL
         .iter()
-        .map(|c| c.as_str())
+        .map(chargegate::edge::code::Code::as_str)
         .collect();
     assert_eq!(codes, expected);
     let item_codes = strings(&schema(&document, "ItemErrorCode")["enum"]);
-    let expected: Vec<&str> = ItemErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let expected: Vec<&str> = ItemErrorCode::ALL
+        .iter()
+        .map(chargegate_core::ItemErrorCode::as_str)
+        .collect();
     assert_eq!(item_codes, expected);
     assert_eq!(
         schema(&document, "FailedItem")["properties"]["error_code"]["$ref"],
@@ -217,7 +220,10 @@ fn the_charge_schema_has_the_contracts_fields_in_order_and_fields_set_offers_the
         panic!("no Charge object schema");
     };
     let names: Vec<&str> = charge.properties.keys().map(String::as_str).collect();
-    let expected: Vec<&str> = ChargeField::ALL.iter().map(|f| f.name()).collect();
+    let expected: Vec<&str> = ChargeField::ALL
+        .iter()
+        .map(chargegate_core::ChargeField::name)
+        .collect();
     assert_eq!(names, expected);
     let document = generated();
     let parameters = document["paths"][format!("{V2}/netflix/charges/list")]["get"]["parameters"]

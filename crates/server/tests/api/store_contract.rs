@@ -20,7 +20,7 @@ use chargegate_core::token::Token;
 use common::*;
 
 struct Fixture {
-    _db: TestDb,
+    db: TestDb,
     store: Arc<dyn Database>,
     operator: i64,
     user: i64,
@@ -46,7 +46,7 @@ async fn fixture(backend: Backend) -> Fixture {
         .await
         .unwrap();
     Fixture {
-        _db: db,
+        db,
         store,
         operator: op.id,
         user,
@@ -102,7 +102,7 @@ on_every_backend! {
         let f = fixture(backend).await;
         f.store.migrate().await.unwrap();
         f.store.ping().await.unwrap();
-        let url = chargegate_store::DatabaseUrl::parse(&f._db.url).unwrap();
+        let url = chargegate_store::DatabaseUrl::parse(&f.db.url).unwrap();
         let options = chargegate_store::StoreOptions::default();
         assert!(!chargegate_store::copy::is_empty(&url, &options).await.unwrap());
         assert_eq!(f.store.backend(), match backend { Backend::Sqlite => "sqlite", Backend::Postgres => "postgres" });
@@ -186,7 +186,7 @@ on_every_backend! {
         changed.amount = Money::parse("1", Currency::parse("EUR").unwrap()).unwrap();
         match import(&f, &[charge(f.operator, Some("NEW"), "2026-11-01T00:00:03"), changed]).await {
             ImportOutcome::Refused(c) => assert_eq!((c.len(), c[0].index, c[0].column), (1, 1, "number")),
-            other => panic!("{other:?}"),
+            other @ ImportOutcome::Imported(_) => panic!("{other:?}"),
         }
         let q = ListQuery { operator_id: f.operator, group: StatusGroup::NotProcessed, offset: 0, limit: 50 };
         let numbers: Vec<String> = f.store.list_charges(&q).await.unwrap().into_iter().map(|c| c.number.into_string()).collect();
@@ -289,7 +289,7 @@ on_every_backend! {
 async fn postgresql_serves_the_list_from_its_partial_index() {
     db::require_postgres("postgresql_serves_the_list_from_its_partial_index");
     let f = fixture(Backend::Postgres).await;
-    let pool = sqlx::PgPool::connect(&f._db.url).await.unwrap();
+    let pool = sqlx::PgPool::connect(&f.db.url).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
     // A tiny table is cheaper to scan; forbid that to see which index the plan uses.
     sqlx::query("SET enable_seqscan = off")
@@ -343,7 +343,7 @@ async fn postgresql_finds_decisions_by_index_after_statistics_taken_early_in_the
 /// statements keep using.
 async fn batch_statements_use_their_indexes(analyse_early: bool) {
     let f = fixture(Backend::Postgres).await;
-    let pool = sqlx::PgPool::connect(&f._db.url).await.unwrap();
+    let pool = sqlx::PgPool::connect(&f.db.url).await.unwrap();
     let rows: Vec<NewCharge> = (0..3000)
         .map(|i| charge(f.operator, Some(&format!("U{i:05}")), "2026-11-01T00:00:00"))
         .collect();

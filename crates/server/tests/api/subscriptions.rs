@@ -218,7 +218,7 @@ on_every_backend! {
         // Only the fresh token's hash is kept: the old token stops working.
         for (reply, kept) in [(&first, 0), (&second, 1)] {
             let token = Token::parse(reply.body["data"]["netflix_token"].as_str().unwrap()).unwrap();
-            let hex: String = token.hash().0.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = chargegate_core::token::hex(&token.hash().0);
             let literal = match srv.db.backend {
                 Backend::Sqlite => format!("X'{hex}'"),
                 Backend::Postgres => format!("'\\x{hex}'::bytea"),

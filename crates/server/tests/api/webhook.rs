@@ -84,12 +84,7 @@ fn receiving(failures: usize, pause: Duration) -> (axum::Router, Arc<Received>) 
                 let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
                 mac.update(format!("{t}.").as_bytes());
                 mac.update(&body);
-                let expected: String = mac
-                    .finalize()
-                    .into_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
+                let expected = chargegate_core::token::hex(&mac.finalize().into_bytes());
                 assert_eq!(v1, expected, "signature of the raw body");
                 let age =
                     chargegate_core::clock::Timestamp::now().unix() - t.parse::<i64>().unwrap();

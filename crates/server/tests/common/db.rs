@@ -15,12 +15,12 @@ use sqlx::Row;
 use sqlx::postgres::PgPoolOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub backend: Backend,
     pub url: String,
     /// Keeps the SQLite file's directory alive for the test's duration.
@@ -89,7 +89,7 @@ fn find_postgres() -> Result<String, String> {
 
 /// Fails the calling test, saying how to provide PostgreSQL, when there is none.
 #[track_caller]
-pub fn require_postgres(test: &str) {
+pub(crate) fn require_postgres(test: &str) {
     if let Err(why) = postgres_server() {
         panic!("no PostgreSQL for {test}: {why}");
     }
@@ -117,7 +117,7 @@ async fn admin(server: &str) -> sqlx::PgPool {
 }
 
 impl TestDb {
-    pub async fn new(backend: Backend) -> TestDb {
+    pub(crate) async fn new(backend: Backend) -> TestDb {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -130,10 +130,10 @@ impl TestDb {
                 }
             }
             Backend::Postgres => {
+                static COUNTER: AtomicU32 = AtomicU32::new(0);
                 let server = postgres_server()
                     .clone()
                     .unwrap_or_else(|why| panic!("no PostgreSQL: {why}"));
-                static COUNTER: AtomicU32 = AtomicU32::new(0);
                 let mut nonce = [0u8; 4];
                 getrandom::fill(&mut nonce).expect("random");
                 let name = format!(
@@ -159,7 +159,7 @@ impl TestDb {
     }
 
     /// A SQLite database in `dir` (which the caller owns and removes).
-    pub fn sqlite_in(dir: &std::path::Path) -> TestDb {
+    pub(crate) fn sqlite_in(dir: &std::path::Path) -> TestDb {
         TestDb {
             backend: Backend::Sqlite,
             url: format!("sqlite://{}", dir.join("chargegate.db").display()),
@@ -169,7 +169,7 @@ impl TestDb {
     }
 
     /// The same database reached through another URL (a proxy); dropping it drops nothing.
-    pub fn through(&self, url: String) -> TestDb {
+    pub(crate) fn through(&self, url: String) -> TestDb {
         TestDb {
             backend: self.backend,
             url,
@@ -179,7 +179,7 @@ impl TestDb {
     }
 
     /// `host:port` of a PostgreSQL URL.
-    pub fn host_port(&self) -> String {
+    pub(crate) fn host_port(&self) -> String {
         let rest = self
             .url
             .split_once("://")
@@ -195,7 +195,7 @@ impl TestDb {
 
     /// Runs a query returning one integer, straight against the database: for checking
     /// what the API cannot show (history rows, decisions).
-    pub async fn scalar(&self, sql: &str) -> i64 {
+    pub(crate) async fn scalar(&self, sql: &str) -> i64 {
         match self.backend {
             Backend::Sqlite => {
                 let pool = self.sqlite_pool().await;
@@ -221,7 +221,7 @@ impl TestDb {
     }
 
     /// Runs a statement behind the server's back (to damage data on purpose).
-    pub async fn execute(&self, sql: &str) -> u64 {
+    pub(crate) async fn execute(&self, sql: &str) -> u64 {
         match self.backend {
             Backend::Sqlite => {
                 let pool = self.sqlite_pool().await;

@@ -20,24 +20,24 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub mod db;
-pub mod process;
-pub mod proxy;
-pub mod standby;
-pub use db::{Backend, TestDb};
+pub(crate) mod db;
+pub(crate) mod process;
+pub(crate) mod proxy;
+pub(crate) mod standby;
+pub(crate) use db::{Backend, TestDb};
 
 /// The operator most tests act as, and its user.
-pub const OPERATOR: &str = "pci";
-pub const USER: &str = "demo";
-pub const PASSWORD: &str = "demo";
+pub(crate) const OPERATOR: &str = "pci";
+pub(crate) const USER: &str = "demo";
+pub(crate) const PASSWORD: &str = "demo";
 /// A second operator, whose charges the first must never see or touch.
-pub const RIVAL: &str = "rival";
-pub const RIVAL_USER: &str = "eve";
-pub const RIVAL_PASSWORD: &str = "eve-password";
+pub(crate) const RIVAL: &str = "rival";
+pub(crate) const RIVAL_USER: &str = "eve";
+pub(crate) const RIVAL_PASSWORD: &str = "eve-password";
 
-pub const V2: &str = "/crmapi/rest/v2";
+pub(crate) const V2: &str = "/crmapi/rest/v2";
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub text: String,
@@ -45,16 +45,16 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.body["status"]["code"].as_str().unwrap_or("<none>")
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// `(number, error_code)` of each failed item, in order.
-    pub fn failures(&self) -> Vec<(String, String)> {
+    pub(crate) fn failures(&self) -> Vec<(String, String)> {
         self.body["data"]["failed_charges_set"]
             .as_array()
             .map(|items| {
@@ -73,7 +73,7 @@ impl Reply {
 
     /// Asserts a request-level error: HTTP status, `status.code`, `data` = `{}`.
     #[track_caller]
-    pub fn assert_error(&self, http: u16, code: &str) {
+    pub(crate) fn assert_error(&self, http: u16, code: &str) {
         assert_eq!((self.status, self.code()), (http, code), "{}", self.text);
         assert_eq!(self.body["data"], json!({}), "{}", self.text);
         assert!(
@@ -86,7 +86,7 @@ impl Reply {
 
     /// Asserts `200 OK` with `data` = `{}`.
     #[track_caller]
-    pub fn assert_all_ok(&self) {
+    pub(crate) fn assert_all_ok(&self) {
         assert_eq!((self.status, self.code()), (200, "OK"), "{}", self.text);
         assert_eq!(self.body["data"], json!({}), "{}", self.text);
     }
@@ -95,10 +95,10 @@ impl Reply {
 /// The real clock plus an offset that tests move, so an expiry is reached by turning the
 /// clock rather than by sleeping.
 #[derive(Debug, Default)]
-pub struct MovableClock(std::sync::atomic::AtomicI64);
+pub(crate) struct MovableClock(std::sync::atomic::AtomicI64);
 
 impl MovableClock {
-    pub fn advance(&self, seconds: i64) {
+    pub(crate) fn advance(&self, seconds: i64) {
         self.0
             .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
     }
@@ -110,7 +110,7 @@ impl Clock for MovableClock {
     }
 }
 
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub db: Arc<TestDb>,
     pub store: Arc<dyn Database>,
     pub clock: Arc<MovableClock>,
@@ -123,11 +123,11 @@ pub struct TestServer {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-pub async fn open_store(db: &TestDb) -> Arc<dyn Database> {
+pub(crate) async fn open_store(db: &TestDb) -> Arc<dyn Database> {
     open_store_with(db, &StoreOptions::default()).await
 }
 
-pub async fn open_store_with(db: &TestDb, options: &StoreOptions) -> Arc<dyn Database> {
+pub(crate) async fn open_store_with(db: &TestDb, options: &StoreOptions) -> Arc<dyn Database> {
     let url = DatabaseUrl::parse(&db.url).expect("test database URL");
     let store = chargegate_store::open(&url, options)
         .await
@@ -139,11 +139,11 @@ pub async fn open_store_with(db: &TestDb, options: &StoreOptions) -> Arc<dyn Dat
 impl TestServer {
     /// A server over a fresh database holding operators `pci` and `rival`, each with a
     /// user, and no charges.
-    pub async fn start(backend: Backend) -> TestServer {
+    pub(crate) async fn start(backend: Backend) -> TestServer {
         Self::start_with(backend, AuthSettings::default()).await
     }
 
-    pub async fn start_with(backend: Backend, auth: AuthSettings) -> TestServer {
+    pub(crate) async fn start_with(backend: Backend, auth: AuthSettings) -> TestServer {
         let db = Arc::new(TestDb::new(backend).await);
         let server = Self::start_on(db, auth).await;
         server.add_operator(OPERATOR, "EUR", USER, PASSWORD).await;
@@ -154,11 +154,11 @@ impl TestServer {
     }
 
     /// A server over an existing database (for restarts and several servers).
-    pub async fn start_on(db: Arc<TestDb>, auth: AuthSettings) -> TestServer {
+    pub(crate) async fn start_on(db: Arc<TestDb>, auth: AuthSettings) -> TestServer {
         Self::start_with_options(db, auth, &StoreOptions::default()).await
     }
 
-    pub async fn start_with_options(
+    pub(crate) async fn start_with_options(
         db: Arc<TestDb>,
         auth: AuthSettings,
         options: &StoreOptions,
@@ -168,7 +168,7 @@ impl TestServer {
 
     /// A server over a fresh database holding operators `pci` and `rival`, whose state
     /// `tweak` adjusts first (edge limits, rate limit, …).
-    pub async fn start_with_state(
+    pub(crate) async fn start_with_state(
         backend: Backend,
         tweak: impl FnOnce(&mut AppState),
     ) -> TestServer {
@@ -185,7 +185,7 @@ impl TestServer {
     /// A server built by the composition root that `chargegate serve` uses
     /// ([`Server::build`]), on a free port, over the database `db`; `tweak` then adjusts
     /// its state (edge limits, rate limit, …) before it serves.
-    pub async fn start_tweaked(
+    pub(crate) async fn start_tweaked(
         db: Arc<TestDb>,
         auth: AuthSettings,
         options: &StoreOptions,
@@ -224,14 +224,14 @@ impl TestServer {
     }
 
     /// Asks the server to stop, without waiting.
-    pub fn signal_stop(&mut self) {
+    pub(crate) fn signal_stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
     }
 
     /// Stops gracefully, waiting for requests in flight.
-    pub async fn stop(mut self) -> Arc<TestDb> {
+    pub(crate) async fn stop(mut self) -> Arc<TestDb> {
         self.stop_in_place().await;
         self.db.clone()
     }
@@ -248,13 +248,13 @@ impl TestServer {
     }
 
     /// Stops this server and starts a new one on the same database.
-    pub async fn restart(self) -> TestServer {
+    pub(crate) async fn restart(self) -> TestServer {
         let auth = self.auth;
         let db = self.stop().await;
         Self::start_on(db, auth).await
     }
 
-    pub async fn add_operator(
+    pub(crate) async fn add_operator(
         &self,
         code: &str,
         currency: &str,
@@ -281,7 +281,7 @@ impl TestServer {
         op.id
     }
 
-    pub async fn operator_id(&self, code: &str) -> i64 {
+    pub(crate) async fn operator_id(&self, code: &str) -> i64 {
         self.store
             .operator_by_code(&OperatorCode::parse(code).unwrap())
             .await
@@ -292,7 +292,7 @@ impl TestServer {
 
     /// Imports PENDING charges of 9.99 EUR: `(number, customer)` pairs, received one
     /// second apart in the given order.
-    pub async fn add_charges(&self, operator: &str, charges: &[(&str, &str)]) {
+    pub(crate) async fn add_charges(&self, operator: &str, charges: &[(&str, &str)]) {
         let op = self.operator_id(operator).await;
         let eur = Currency::parse("EUR").unwrap();
         let base = Timestamp::parse("2026-11-01T00:00:00").unwrap();
@@ -322,11 +322,11 @@ impl TestServer {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         let resp = req.send().await.expect("request sent");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -340,23 +340,28 @@ impl TestServer {
         }
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Reply {
         self.post_raw(path, body.to_string()).await
     }
 
-    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+    pub(crate) async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
         self.send(self.client.post(self.url(path)).body(body)).await
     }
 
-    pub async fn get(&self, path_and_query: &str) -> Reply {
+    pub(crate) async fn get(&self, path_and_query: &str) -> Reply {
         self.send(self.client.get(self.url(path_and_query))).await
     }
 
-    pub fn client(&self) -> &reqwest::Client {
+    pub(crate) fn client(&self) -> &reqwest::Client {
         &self.client
     }
 
-    pub async fn try_login(&self, organisation: &str, username: &str, password: &str) -> Reply {
+    pub(crate) async fn try_login(
+        &self,
+        organisation: &str,
+        username: &str,
+        password: &str,
+    ) -> Reply {
         self.post(
             &format!("{V2}/authentication/token"),
             &json!({"username": username, "password": password, "organisation": organisation}),
@@ -364,19 +369,24 @@ impl TestServer {
         .await
     }
 
-    pub async fn login_as(&self, organisation: &str, username: &str, password: &str) -> String {
+    pub(crate) async fn login_as(
+        &self,
+        organisation: &str,
+        username: &str,
+        password: &str,
+    ) -> String {
         let r = self.try_login(organisation, username, password).await;
         assert_eq!(r.code(), "OK", "login failed: {}", r.text);
         r.body["data"]["token"].as_str().expect("token").to_owned()
     }
 
     /// A token of the `pci` operator's user.
-    pub async fn login(&self) -> String {
+    pub(crate) async fn login(&self) -> String {
         self.login_as(OPERATOR, USER, PASSWORD).await
     }
 
     /// Calls `accept`, `decline` or `acknowledge` with the given items.
-    pub async fn batch(&self, method: &str, token: &str, items: Value) -> Reply {
+    pub(crate) async fn batch(&self, method: &str, token: &str, items: Value) -> Reply {
         let set = match method {
             "accept" => "accepted_charges_set",
             "decline" => "declined_charges_set",
@@ -391,7 +401,7 @@ impl TestServer {
     }
 
     /// Every charge the operator's list shows in a group, paging through all of it.
-    pub async fn list_all(&self, token: &str, group: &str) -> Vec<Value> {
+    pub(crate) async fn list_all(&self, token: &str, group: &str) -> Vec<Value> {
         let mut all = Vec::new();
         loop {
             let r = self
@@ -414,7 +424,7 @@ impl TestServer {
     }
 
     /// `number → charge_status` of one charge as the list shows it, looking in both groups.
-    pub async fn status_of(&self, token: &str, number: &str) -> Option<String> {
+    pub(crate) async fn status_of(&self, token: &str, number: &str) -> Option<String> {
         for group in ["NOT_PROCESSED", "PROCESSED"] {
             if let Some(c) = self
                 .list_all(token, group)
@@ -438,11 +448,11 @@ impl Drop for TestServer {
 }
 
 /// `{"number", "billing_system_customer_identifier"[, "reference_number"]}`.
-pub fn item(number: &str, customer: &str) -> Value {
+pub(crate) fn item(number: &str, customer: &str) -> Value {
     json!({"number": number, "billing_system_customer_identifier": customer})
 }
 
-pub fn item_ref(number: &str, customer: &str, reference: &str) -> Value {
+pub(crate) fn item_ref(number: &str, customer: &str, reference: &str) -> Value {
     json!({"number": number, "billing_system_customer_identifier": customer, "reference_number": reference})
 }
 

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_chargegate");
-pub const V2: &str = "/crmapi/rest/v2";
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_chargegate");
+pub(crate) const V2: &str = "/crmapi/rest/v2";
 
 /// A `chargegate` command on `database_url`, with none of the caller's `CHARGEGATE_*`
 /// variables leaking in.
-pub fn chargegate(database_url: &str, args: &[&str]) -> Command {
+pub(crate) fn chargegate(database_url: &str, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     for (k, _) in std::env::vars() {
         if k.starts_with("CHARGEGATE_") {
@@ -30,7 +30,7 @@ pub fn chargegate(database_url: &str, args: &[&str]) -> Command {
 }
 
 /// Runs a command to completion, feeding `stdin`.
-pub fn run(mut command: Command, stdin: &str) -> Output {
+pub(crate) fn run(mut command: Command, stdin: &str) -> Output {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -47,39 +47,39 @@ pub fn run(mut command: Command, stdin: &str) -> Output {
 }
 
 /// A scratch directory holding a SQLite database, where commands run.
-pub struct Workdir {
+pub(crate) struct Workdir {
     dir: tempfile::TempDir,
 }
 
 impl Workdir {
-    pub fn new() -> Workdir {
+    pub(crate) fn new() -> Workdir {
         Workdir {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    pub fn db_url(&self) -> String {
+    pub(crate) fn db_url(&self) -> String {
         format!("sqlite://{}", self.path("chargegate.db").display())
     }
 
     /// The binary with no `CHARGEGATE_*` variable of the test's environment, on this
     /// directory's database, running in this directory.
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = chargegate(&self.db_url(), args);
         c.current_dir(self.dir.path());
         c
     }
 
-    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+    pub(crate) fn run(&self, args: &[&str], stdin: &str) -> Output {
         run(self.command(args), stdin)
     }
 
     /// Writes a file into the directory.
-    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, content: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, content).unwrap();
         p
@@ -87,7 +87,7 @@ impl Workdir {
 
     /// Runs a command that must succeed; returns its standard output.
     #[track_caller]
-    pub fn ok(&self, args: &[&str], stdin: &str) -> String {
+    pub(crate) fn ok(&self, args: &[&str], stdin: &str) -> String {
         let out = self.run(args, stdin);
         assert!(
             out.status.success(),
@@ -100,12 +100,12 @@ impl Workdir {
 
     /// Operator `pci` with user `billing` (whose password is given), and `PENDING`
     /// charges `(number, customer)` of 9.99 EUR.
-    pub fn setup(&self, password: &str, charges: &[(&str, &str)]) {
+    pub(crate) fn setup(&self, password: &str, charges: &[(&str, &str)]) {
         setup_database(&self.db_url(), password, charges);
     }
 
     /// Starts `serve --listen 127.0.0.1:0 ARGS…` and waits until it listens.
-    pub fn serve(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn serve(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
         Server::start(self.command(&[]), args, env)
     }
 }
@@ -113,7 +113,7 @@ impl Workdir {
 impl Server {
     /// Starts `serve --listen 127.0.0.1:0 ARGS…` from `command` (which names the
     /// database), with extra environment `env`, and waits until it listens.
-    pub fn start(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -150,7 +150,7 @@ impl Server {
 }
 
 /// A running `serve` process; killed on drop if still running.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     /// `http://ADDR` of the API.
     pub base: String,
@@ -172,7 +172,7 @@ fn address_in(line: &str) -> Option<String> {
 
 impl Server {
     /// Waits for a log line containing `needle` (or finds it among those already read).
-    pub fn await_log(&mut self, needle: &str) -> String {
+    pub(crate) fn await_log(&mut self, needle: &str) -> String {
         if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
             return line.clone();
         }
@@ -195,7 +195,7 @@ impl Server {
     }
 
     /// `http://ADDR` of the metrics listener, from its log line.
-    pub fn metrics_base(&mut self) -> String {
+    pub(crate) fn metrics_base(&mut self) -> String {
         if self.metrics.is_none() {
             let address = self.await_address("metrics serving");
             self.metrics = Some(format!("http://{address}"));
@@ -203,21 +203,21 @@ impl Server {
         self.metrics.clone().unwrap()
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Kills the process outright (SIGKILL), as a crash would.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    pub fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -226,12 +226,12 @@ impl Server {
     }
 
     /// Waits for the process to exit.
-    pub fn wait(&mut self) -> ExitStatus {
+    pub(crate) fn wait(&mut self) -> ExitStatus {
         self.child.wait().unwrap()
     }
 
     /// Every line the process wrote to standard error. Call after it exited.
-    pub fn log(&mut self) -> Vec<String> {
+    pub(crate) fn log(&mut self) -> Vec<String> {
         if let Some(reader) = self.reader.take() {
             reader.join().unwrap();
         }
@@ -248,19 +248,19 @@ impl Drop for Server {
 }
 
 /// A JSON answer and its headers.
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub request_id: String,
     pub body: Value,
 }
 
 impl Answer {
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.body["status"]["code"].as_str().unwrap_or("<none>")
     }
 }
 
-pub async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Answer {
+pub(crate) async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Answer {
     let response = client
         .post(url)
         .body(body.to_string())
@@ -283,7 +283,12 @@ pub async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Answer {
     }
 }
 
-pub async fn login(client: &reqwest::Client, base: &str, username: &str, password: &str) -> Answer {
+pub(crate) async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> Answer {
     post(
         client,
         &format!("{base}{V2}/authentication/token"),
@@ -293,21 +298,21 @@ pub async fn login(client: &reqwest::Client, base: &str, username: &str, passwor
 }
 
 /// Logs in as `billing` and returns the token.
-pub async fn billing_token(client: &reqwest::Client, base: &str, password: &str) -> String {
+pub(crate) async fn billing_token(client: &reqwest::Client, base: &str, password: &str) -> String {
     let answer = login(client, base, "billing", password).await;
     assert_eq!(answer.code(), "OK", "{}", answer.body);
     answer.body["data"]["token"].as_str().unwrap().to_owned()
 }
 
 /// `{"number", "billing_system_customer_identifier"}` items for a batch call.
-pub fn items(charges: &[(&str, &str)]) -> Value {
+pub(crate) fn items(charges: &[(&str, &str)]) -> Value {
     charges
         .iter()
         .map(|(n, c)| json!({"number": n, "billing_system_customer_identifier": c}))
         .collect()
 }
 
-pub async fn decline(
+pub(crate) async fn decline(
     client: &reqwest::Client,
     base: &str,
     token: &str,
@@ -323,7 +328,7 @@ pub async fn decline(
 
 /// Through the command line, on the database at `url`: operator `pci`, user `billing`
 /// (whose password is given), and `PENDING` charges `(number, customer)` of 9.99 EUR.
-pub fn setup_database(url: &str, password: &str, charges: &[(&str, &str)]) {
+pub(crate) fn setup_database(url: &str, password: &str, charges: &[(&str, &str)]) {
     let ok = |args: &[&str], stdin: &str| {
         let out = run(chargegate(url, args), stdin);
         assert!(
@@ -361,7 +366,7 @@ pub fn setup_database(url: &str, password: &str, charges: &[(&str, &str)]) {
 }
 
 /// Runs one query returning an integer against a SQLite file.
-pub async fn count(path: &std::path::Path, sql: &str) -> i64 {
+pub(crate) async fn count(path: &std::path::Path, sql: &str) -> i64 {
     use sqlx::Row;
     let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
     let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 /// What the next COMMIT that passes meets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AtCommit {
+pub(crate) enum AtCommit {
     /// Passes, as everything else.
     Pass = 0,
     /// The connection breaks before PostgreSQL receives the COMMIT.
@@ -22,7 +22,7 @@ pub enum AtCommit {
     CutAfter = 2,
 }
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub addr: std::net::SocketAddr,
     target: String,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -32,7 +32,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(target: String) -> Proxy {
+    pub(crate) async fn start(target: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let proxy = Proxy {
@@ -49,12 +49,12 @@ impl Proxy {
     /// How many round trips clients have made through the proxy so far: each simple
     /// query or extended-protocol Sync ends in one ReadyForQuery. Needs plain text
     /// (`sslmode=disable`).
-    pub fn round_trips(&self) -> u64 {
+    pub(crate) fn round_trips(&self) -> u64 {
         self.ready.load(Ordering::SeqCst)
     }
 
     /// Arms the next COMMIT (one only; later ones pass).
-    pub fn at_next_commit(&self, what: AtCommit) {
+    pub(crate) fn at_next_commit(&self, what: AtCommit) {
         self.at_commit.store(what as u8, Ordering::SeqCst);
     }
 
@@ -80,13 +80,13 @@ impl Proxy {
     }
 
     /// Drops the listener and every connection through it.
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         for t in self.tasks.lock().unwrap().drain(..) {
             t.abort();
         }
     }
 
-    pub async fn restore(&self) {
+    pub(crate) async fn restore(&self) {
         let listener = TcpListener::bind(self.addr).await.unwrap();
         self.serve(listener);
     }

@@ -17,10 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// Where Debian's `postgresql-15` package puts the server's programs.
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub(crate) const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// Fails with one line naming the package when PostgreSQL 15's server programs are missing.
-pub fn require_postgresql_15() {
+pub(crate) fn require_postgresql_15() {
     for program in ["initdb", "pg_ctl", "pg_basebackup", "postgres", "psql"] {
         let path = Path::new(PG_BIN).join(program);
         assert!(
@@ -80,7 +80,7 @@ log_min_messages = warning
 ";
 
 /// One PostgreSQL server: a data directory and a port.
-pub struct Node {
+pub(crate) struct Node {
     pub name: &'static str,
     pub port: u16,
     data: PathBuf,
@@ -91,12 +91,12 @@ pub struct Node {
 
 impl Node {
     /// `host:port`.
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// A URL straight to this server (not through the proxy).
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!(
             "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
             self.port
@@ -119,7 +119,7 @@ impl Node {
     }
 
     /// Stops the server the way a crash does: no checkpoint, connections dropped.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if self.running {
             self.running = false;
             self.pg_ctl(&["-m", "immediate", "-w", "-t", "60", "stop"])
@@ -133,7 +133,7 @@ impl Node {
     }
 
     /// Runs SQL with `psql` straight against this server; its unaligned output.
-    pub fn psql(&self, sql: &str) -> String {
+    pub(crate) fn psql(&self, sql: &str) -> String {
         let port = self.port.to_string();
         as_postgres(
             &self.cwd,
@@ -178,7 +178,7 @@ impl Drop for Node {
 /// (once [`Pair::rebuild_standby`] ran) the old primary made its standby. The standby
 /// streams from the primary over a link with latency (a proxy), so that commits are in
 /// flight to it for a while, as between two sites.
-pub struct Pair {
+pub(crate) struct Pair {
     nodes: [Node; 2],
     primary: usize,
     link: MovingProxy,
@@ -189,7 +189,7 @@ pub struct Pair {
 impl Pair {
     /// Makes and starts both servers, the standby streaming over a link of `latency` each
     /// way, and waits until the standby confirms commits.
-    pub async fn start(latency: Duration) -> Pair {
+    pub(crate) async fn start(latency: Duration) -> Pair {
         require_postgresql_15();
         let root = tempfile::tempdir().expect("temp dir");
         let chown = Command::new("chown")
@@ -240,17 +240,17 @@ impl Pair {
         pair
     }
 
-    pub fn primary(&self) -> &Node {
+    pub(crate) fn primary(&self) -> &Node {
         &self.nodes[self.primary]
     }
 
-    pub fn standby(&self) -> &Node {
+    pub(crate) fn standby(&self) -> &Node {
         &self.nodes[1 - self.primary]
     }
 
     /// (Re)makes the other node a streaming standby of the primary from a fresh base
     /// backup, starts it, makes it synchronous and waits until it is.
-    pub fn rebuild_standby(&mut self) {
+    pub(crate) fn rebuild_standby(&mut self) {
         let primary_port = self.link.addr.port().to_string();
         let standby = &mut self.nodes[1 - self.primary];
         standby.kill();
@@ -299,7 +299,7 @@ impl Pair {
 
     /// The primary's host fails: its network first (what is in flight to the standby is
     /// lost, and the standby cannot reconnect), then its server (`-m immediate`).
-    pub fn fail_primary(&mut self) {
+    pub(crate) fn fail_primary(&mut self) {
         self.link.move_to("127.0.0.1:1".into());
         let p = self.primary;
         self.nodes[p].kill();
@@ -307,7 +307,7 @@ impl Pair {
 
     /// Promotes the standby, which from then on is the primary. It requires no synchronous
     /// standby until [`Pair::rebuild_standby`] gives it one.
-    pub fn promote_standby(&mut self) {
+    pub(crate) fn promote_standby(&mut self) {
         self.standby().promote();
         self.primary = 1 - self.primary;
         self.link.move_to(self.primary().addr());
@@ -323,7 +323,7 @@ impl Pair {
 /// moment; a move drops the connections made before it. With a latency, every chunk of
 /// bytes is held that long each way, as a network between two sites does, and what is
 /// in flight is lost when the connections drop.
-pub struct MovingProxy {
+pub(crate) struct MovingProxy {
     pub addr: std::net::SocketAddr,
     target: Arc<Mutex<String>>,
     pipes: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -331,11 +331,11 @@ pub struct MovingProxy {
 }
 
 impl MovingProxy {
-    pub async fn start(target: String) -> MovingProxy {
+    pub(crate) async fn start(target: String) -> MovingProxy {
         Self::with_latency(target, Duration::ZERO).await
     }
 
-    pub async fn with_latency(target: String, latency: Duration) -> MovingProxy {
+    pub(crate) async fn with_latency(target: String, latency: Duration) -> MovingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let target = Arc::new(Mutex::new(target));
@@ -371,13 +371,13 @@ impl MovingProxy {
     }
 
     /// Points new connections at `target` and drops every existing one.
-    pub fn move_to(&self, target: String) {
+    pub(crate) fn move_to(&self, target: String) {
         *self.target.lock().expect("target") = target;
         self.cut();
     }
 
     /// Drops every connection, with whatever is in flight on it.
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         for p in self.pipes.lock().expect("pipes").drain(..) {
             p.abort();
         }

@@ -120,8 +120,16 @@ impl PostgresStore {
         admit: Admission<'_>,
     ) -> Result<Attempt, Failure> {
         let mut tx = self.pool.begin_with(BEGIN_DECISIONS).await?;
-        let numbers: Vec<&str> = batch.numbers().into_iter().map(|n| n.as_str()).collect();
-        let references: Vec<&str> = batch.references().into_iter().map(|r| r.as_str()).collect();
+        let numbers: Vec<&str> = batch
+            .numbers()
+            .into_iter()
+            .map(chargegate_core::ChargeNumber::as_str)
+            .collect();
+        let references: Vec<&str> = batch
+            .references()
+            .into_iter()
+            .map(chargegate_core::ReferenceNumber::as_str)
+            .collect();
         let sql = match batch.method {
             Method::Acknowledge => LOCK_AND_READ_ACKNOWLEDGEMENTS,
             Method::Accept | Method::Decline => LOCK_AND_READ_DECISIONS,

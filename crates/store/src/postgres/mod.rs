@@ -115,8 +115,8 @@ impl From<sqlx::Error> for Failure {
         // there first; a fresh attempt will see what it did.
         let code = e
             .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned())
+            .and_then(sqlx::error::DatabaseError::code)
+            .map(std::borrow::Cow::into_owned)
             .unwrap_or_default();
         if matches!(code.as_str(), "23505" | "40001" | "40P01") {
             Failure::Retry(e.to_string())
@@ -334,7 +334,11 @@ impl PostgresStore {
         let from: Vec<&str> = changes.iter().map(|c| c.from.as_str()).collect();
         let references: Vec<Option<&str>> = changes
             .iter()
-            .map(|c| c.reference.as_ref().map(|r| r.as_str()))
+            .map(|c| {
+                c.reference
+                    .as_ref()
+                    .map(chargegate_core::ReferenceNumber::as_str)
+            })
             .collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -601,7 +605,11 @@ pub const USED_DECISION_REFERENCES: &str = "SELECT d.reference_number, c.number 
 /// Locks the batch's charges, then reads what the rules need.
 async fn read_snapshot(conn: &mut PgConnection, batch: &Batch) -> Result<Snapshot, Failure> {
     let mut snapshot = Snapshot::default();
-    let numbers: Vec<&str> = batch.numbers().into_iter().map(|n| n.as_str()).collect();
+    let numbers: Vec<&str> = batch
+        .numbers()
+        .into_iter()
+        .map(chargegate_core::ChargeNumber::as_str)
+        .collect();
     if numbers.is_empty() {
         return Ok(snapshot);
     }
@@ -641,7 +649,11 @@ async fn read_snapshot(conn: &mut PgConnection, batch: &Batch) -> Result<Snapsho
         let (number, state) = row.into_state()?;
         snapshot.charges.insert(number, state);
     }
-    let references: Vec<&str> = batch.references().into_iter().map(|r| r.as_str()).collect();
+    let references: Vec<&str> = batch
+        .references()
+        .into_iter()
+        .map(chargegate_core::ReferenceNumber::as_str)
+        .collect();
     if references.is_empty() {
         return Ok(snapshot);
     }
@@ -808,7 +820,11 @@ async fn write_plan(
     let to: Vec<&str> = changes.iter().map(|c| c.to.as_str()).collect();
     let references: Vec<Option<&str>> = changes
         .iter()
-        .map(|c| c.reference.as_ref().map(|r| r.as_str()))
+        .map(|c| {
+            c.reference
+                .as_ref()
+                .map(chargegate_core::ReferenceNumber::as_str)
+        })
         .collect();
     let sql = match batch.method {
         Method::Accept => ACCEPT_SQL,
@@ -1230,7 +1246,7 @@ impl AdminStore for PostgresStore {
             .map_err(sql_err)?;
         let given: Vec<&str> = charges
             .iter()
-            .filter_map(|c| c.number.as_ref().map(|n| n.as_str()))
+            .filter_map(|c| c.number.as_ref().map(chargegate_core::ChargeNumber::as_str))
             .collect();
         let mut stored = std::collections::HashMap::new();
         for chunk in given.chunks(IMPORT_CHUNK) {

@@ -434,28 +434,25 @@ fn outbox(
     operator_id: Option<i64>,
     limit: u32,
 ) -> StoreResult<Vec<OutboxEvent>> {
-    let rows = match operator_id {
-        Some(operator) => {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {OUTBOX_COLUMNS} WHERE o.operator_id = ?1 AND o.delivered_at IS NULL \
-                     ORDER BY o.id LIMIT ?2"
-                ))
-                .map_err(from_sqlite)?;
-            stmt.query_map(params![operator, i64::from(limit)], outbox_row)
-                .map_err(from_sqlite)?
-                .collect::<Result<Vec<_>, _>>()
-        }
-        None => {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {OUTBOX_COLUMNS} WHERE o.delivered_at IS NULL ORDER BY o.id LIMIT ?1"
-                ))
-                .map_err(from_sqlite)?;
-            stmt.query_map(params![i64::from(limit)], outbox_row)
-                .map_err(from_sqlite)?
-                .collect::<Result<Vec<_>, _>>()
-        }
+    let rows = if let Some(operator) = operator_id {
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} WHERE o.operator_id = ?1 AND o.delivered_at IS NULL \
+                 ORDER BY o.id LIMIT ?2"
+            ))
+            .map_err(from_sqlite)?;
+        stmt.query_map(params![operator, i64::from(limit)], outbox_row)
+            .map_err(from_sqlite)?
+            .collect::<Result<Vec<_>, _>>()
+    } else {
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} WHERE o.delivered_at IS NULL ORDER BY o.id LIMIT ?1"
+            ))
+            .map_err(from_sqlite)?;
+        stmt.query_map(params![i64::from(limit)], outbox_row)
+            .map_err(from_sqlite)?
+            .collect::<Result<Vec<_>, _>>()
     }
     .map_err(from_sqlite)?;
     rows.into_iter().map(OutboxRow::into_event).collect()

@@ -123,8 +123,8 @@ fn search_charges(conn: &Connection, q: &ChargeSearch) -> StoreResult<Vec<Charge
             params![
                 q.operator_id,
                 q.group.map(|g| g == StatusGroup::NotProcessed),
-                q.customer.as_ref().map(|c| c.as_str()),
-                q.number.as_ref().map(|n| n.as_str()),
+                q.customer.as_ref().map(chargegate_core::CustomerId::as_str),
+                q.number.as_ref().map(chargegate_core::ChargeNumber::as_str),
                 i64::from(q.limit),
                 i64::try_from(q.offset).unwrap_or(i64::MAX),
             ],

@@ -95,16 +95,15 @@ impl Readers {
         let idle = self
             .idle
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => {
-                let conn = connect(&self.path, self.busy_timeout, false).map_err(from_sqlite)?;
-                conn.execute_batch("PRAGMA query_only = ON")
-                    .map_err(from_sqlite)?;
-                conn
-            }
+        let conn = if let Some(conn) = idle {
+            conn
+        } else {
+            let conn = connect(&self.path, self.busy_timeout, false).map_err(from_sqlite)?;
+            conn.execute_batch("PRAGMA query_only = ON")
+                .map_err(from_sqlite)?;
+            conn
         };
         let result = f(&conn);
         // A connection that failed for want of the database is not kept: the next read
@@ -113,7 +112,7 @@ impl Readers {
             let mut idle = self
                 .idle
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if idle.len() < self.keep {
                 idle.push(conn);
             }
@@ -557,7 +556,10 @@ fn write_plan(conn: &Connection, batch: &Batch, changes: &[ChargeChange]) -> Sto
         )
         .map_err(from_sqlite)?;
     for change in changes {
-        let reference = change.reference.as_ref().map(|r| r.as_str());
+        let reference = change
+            .reference
+            .as_ref()
+            .map(chargegate_core::ReferenceNumber::as_str);
         let update_params: &[&dyn rusqlite::ToSql] = match batch.method {
             Method::Acknowledge => &[&change.charge_id, &at, &change.from.as_str(), &reference],
             _ => &[&change.charge_id, &at, &change.from.as_str()],
@@ -1259,7 +1261,7 @@ impl AdminStore for SqliteStore {
         self.readers
             .idle
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
     }
 }

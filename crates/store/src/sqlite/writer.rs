@@ -155,7 +155,7 @@ impl Writer {
                     checkpoint,
                     commits: 0,
                 }
-                .run()
+                .run();
             })?;
         Ok(Writer {
             sender: std::sync::Mutex::new(Some(sender)),
@@ -185,7 +185,7 @@ impl Writer {
         let sender = self
             .sender
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match sender.as_ref() {
             Some(sender) => sender.send(message).map_err(|_| stopped()),
             None => Err(stopped()),
@@ -201,7 +201,7 @@ impl Writer {
         }
         self.sender
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
     }
 }
