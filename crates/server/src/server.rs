@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
@@ -78,8 +79,8 @@ pub struct Server {
     address: SocketAddr,
     metrics_listener: Option<TcpListener>,
     webhook: Option<Webhook>,
-    /// The one HTTP client of the webhook and the simulated Netflix side.
-    http: reqwest::Client,
+    /// The CA file the HTTP client trusts besides the system's roots.
+    webhook_ca: Option<PathBuf>,
     simulator_key: Option<String>,
 }
 
@@ -99,7 +100,11 @@ impl Server {
                 .map_err(|e| anyhow!(e))?,
             )
         };
-        let http = webhook_client::build(settings.outbox_webhook_ca()).map_err(|e| anyhow!(e))?;
+        let webhook_ca = settings.outbox_webhook_ca().map(Path::to_path_buf);
+        if webhook.is_some() {
+            // Refused here, before anything listens, rather than when the pusher starts.
+            webhook_client::build(webhook_ca.as_deref()).map_err(|e| anyhow!(e))?;
+        }
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -125,7 +130,7 @@ impl Server {
             address,
             metrics_listener,
             webhook,
-            http,
+            webhook_ca,
             simulator_key: None,
         })
     }
@@ -166,9 +171,16 @@ impl Server {
             address,
             metrics_listener,
             webhook,
-            http,
+            webhook_ca,
             simulator_key,
         } = self;
+        // The one HTTP client of the webhook and the simulated Netflix side, built only when
+        // one of them runs (it reads the system's root certificates).
+        let http = if webhook.is_some() || simulator_key.is_some() {
+            Some(webhook_client::build(webhook_ca.as_deref()).map_err(|e| anyhow!(e))?)
+        } else {
+            None
+        };
 
         let (stop_metrics, metrics_stop) = tokio::sync::oneshot::channel::<()>();
         let metrics_task = match metrics_listener {
@@ -199,7 +211,7 @@ impl Server {
             state.metrics.clone(),
             jobs_stop.clone(),
         ))];
-        if let Some(webhook) = webhook {
+        if let (Some(webhook), Some(http)) = (webhook, &http) {
             jobs.push(tokio::spawn(outbox_push::run(
                 state.store.clone(),
                 state.clock.clone(),
@@ -209,7 +221,7 @@ impl Server {
                 jobs_stop.clone(),
             )));
         }
-        if let Some(key) = simulator_key {
+        if let (Some(key), Some(http)) = (simulator_key, &http) {
             jobs.push(tokio::spawn(demo::simulator::run(
                 http.clone(),
                 format!("http://{address}"),
